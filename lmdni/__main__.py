@@ -1,0 +1,3 @@
+from .cli import train_main
+
+train_main()

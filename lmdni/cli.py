@@ -1,0 +1,113 @@
+"""Command-line entry points: `lmdni-train` (a Hydra app) and `lmdni-eval RUN_DIR`."""
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import signal
+import sys
+from pathlib import Path
+
+from .errors import LmdniError
+
+log = logging.getLogger("lmdni")
+
+
+def config_dir() -> Path:
+    """The Hydra configs: shipped inside the package when installed from a wheel, `conf/` in a source checkout."""
+    here = Path(__file__).resolve().parent
+    for candidate in (here / "conf", here.parent / "conf"):
+        if (candidate / "train.yaml").is_file():
+            return candidate
+    raise FileNotFoundError("lmdni's Hydra configs (train.yaml) are missing from the installation")
+
+
+def _fail(program: str, message: str) -> None:
+    print(f"{program}: error: {message}", file=sys.stderr)
+    sys.exit(2)
+
+
+def train_task(cfg) -> dict:
+    """Run one training job in the current Hydra output directory."""
+    from hydra.core.hydra_config import HydraConfig
+    from tqdm.contrib.logging import logging_redirect_tqdm
+
+    from . import checkpoint as ckpt
+    from .metrics import MetricsLog
+    from .run import build_trainer
+
+    out_dir = Path(HydraConfig.get().runtime.output_dir)
+    trainer = build_trainer(cfg, out_dir)
+    metrics = MetricsLog(out_dir / "metrics.jsonl")
+    last = out_dir / "last.pt"
+    if cfg.trainer.resume and last.exists():
+        trainer.load_state_dict(ckpt.load(last, map_location=trainer.device))
+        metrics.truncate_after(trainer.chars)
+        log.info("resumed from %s at %s characters", last, f"{trainer.chars:,}")
+    previous = {sig: signal.signal(sig, trainer.request_stop) for sig in (signal.SIGINT, signal.SIGTERM)}
+    try:
+        with logging_redirect_tqdm():
+            return trainer.train(metrics)
+    finally:
+        for sig, handler in previous.items():
+            signal.signal(sig, handler)
+
+
+def train_main() -> None:
+    import hydra
+
+    @hydra.main(version_base="1.3", config_path=str(config_dir()), config_name="train")
+    def _main(cfg):
+        try:
+            train_task(cfg)
+        except LmdniError as exc:
+            log.error("%s", exc)
+            _fail("lmdni-train", str(exc))
+
+    _main()
+
+
+def eval_main(argv=None) -> None:
+    parser = argparse.ArgumentParser(prog="lmdni-eval", description="BPC of a saved lmdni run on a data split.")
+    parser.add_argument("run_dir", type=Path, help="a run directory written by lmdni-train")
+    parser.add_argument("--split", choices=("test", "valid", "train"), default="test")
+    parser.add_argument("--checkpoint", choices=("best", "last"), default="best")
+    parser.add_argument("--data-root", default=None, help="override data.root of the saved config")
+    parser.add_argument("--device", default="auto")
+    args = parser.parse_args(argv)
+    try:
+        print(json.dumps(evaluate_run(args.run_dir, args.split, args.checkpoint, args.data_root, args.device)))
+    except LmdniError as exc:
+        _fail("lmdni-eval", str(exc))
+
+
+def evaluate_run(run_dir: Path, split="test", which="best", data_root=None, device="auto") -> dict:
+    from omegaconf import OmegaConf
+
+    from . import checkpoint as ckpt
+    from .data import load_corpus
+    from .errors import CheckpointError
+    from .evaluate import bits_per_character, split_nats
+    from .run import build_model, resolve_device
+
+    run_dir = Path(run_dir)
+    path = run_dir / f"{which}.pt"
+    if not path.is_file():
+        raise CheckpointError(f"{run_dir} is not an lmdni run (no {which}.pt)")
+    payload = ckpt.load(path)
+    cfg = OmegaConf.create(payload["config"])
+    if data_root is not None:
+        cfg.data.root = data_root
+    corpus = load_corpus(cfg.data)
+    if corpus.vocab != payload["vocab"]:
+        raise CheckpointError(f"the data's vocabulary differs from the one {path} was trained on")
+    dev = resolve_device(device)
+    model = build_model(cfg, corpus.vocab_size)
+    try:
+        model.load_state_dict(payload["model"])
+    except RuntimeError as exc:
+        raise CheckpointError(f"{path} does not match the configured model: {str(exc).splitlines()[0]}") from None
+    model.to(dev)
+    nats, count = split_nats(model, getattr(corpus, split), cfg.trainer.eval_batch_size, device=dev)
+    return {"run_dir": str(run_dir), "checkpoint": which, "split": split, "chars": count,
+            "bpc": bits_per_character(nats, count), "trained_chars": payload["chars"]}

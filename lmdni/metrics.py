@@ -1,0 +1,30 @@
+"""metrics.jsonl: one JSON object per evaluation, appended and flushed at once so a crash loses nothing."""
+from __future__ import annotations
+
+import json
+import os
+from pathlib import Path
+
+
+class MetricsLog:
+    def __init__(self, path: Path):
+        self.path = Path(path)
+
+    def write(self, record: dict) -> None:
+        with open(self.path, "a", encoding="utf-8") as handle:
+            handle.write(json.dumps(record) + "\n")
+            handle.flush()
+            os.fsync(handle.fileno())
+
+    def truncate_after(self, chars: int) -> None:
+        """On resume, drop records written after the checkpoint being resumed from."""
+        if not self.path.exists():
+            return
+        records = read_metrics(self.path)
+        kept = [r for r in records if r["chars"] <= chars]
+        self.path.write_text("".join(json.dumps(r) + "\n" for r in kept), encoding="utf-8")
+
+
+def read_metrics(path: Path) -> list[dict]:
+    with open(path, encoding="utf-8") as handle:
+        return [json.loads(line) for line in handle if line.strip()]

@@ -1,0 +1,96 @@
+"""The recurrent core: an LSTM language model that emits its output and a synthetic gradient in one forward call.
+
+The recurrent state of every layer, (h, c), is handled as one flat (batch, state_size) tensor, laid out as
+[h_0 .. h_{L-1}, c_0 .. c_{L-1}] per row. That is what the synthetic-gradient head reads and predicts the gradient
+for, what the trainer carries between windows, and what a checkpoint stores.
+"""
+from __future__ import annotations
+
+from typing import NamedTuple
+
+import torch
+from torch import nn
+
+
+class CoreOutput(NamedTuple):
+    logits: torch.Tensor  # (T, B, vocab)
+    state: torch.Tensor  # (B, state_size): the state after the window's last step (the next boundary)
+    synthetic_gradient: torch.Tensor | None  # (B, state_size): predicted d(future loss)/d(state)
+    start_synthetic_gradient: torch.Tensor | None  # (B, state_size): the same prediction for the start state
+
+
+class SyntheticGradientHead(nn.Module):
+    """Maps a recurrent state to the predicted gradient of all future loss with respect to it.
+
+    Linear by default (as in the paper); `hidden_size > 0` gives an MLP. The output layer starts at exactly zero,
+    weight and bias, so a fresh head injects nothing and the first updates are plain truncated BPTT.
+    """
+
+    def __init__(self, state_size: int, hidden_size: int = 0, num_layers: int = 1):
+        super().__init__()
+        layers: list[nn.Module] = []
+        width = state_size
+        if hidden_size > 0:
+            for _ in range(num_layers):
+                layers += [nn.Linear(width, hidden_size), nn.ReLU()]
+                width = hidden_size
+        self.output = nn.Linear(width, state_size)
+        nn.init.zeros_(self.output.weight)
+        nn.init.zeros_(self.output.bias)
+        self.hidden = nn.Sequential(*layers)
+
+    @property
+    def is_linear(self) -> bool:
+        return len(self.hidden) == 0
+
+    def forward(self, state: torch.Tensor) -> torch.Tensor:
+        return self.output(self.hidden(state))
+
+
+class LSTMCore(nn.Module):
+    def __init__(self, vocab_size: int, hidden_size: int, num_layers: int = 1, embedding_size: int = 128,
+                 dropout: float = 0.0, sg_hidden_size: int | None = None, sg_num_layers: int = 1,
+                 aux_head: bool = False):
+        """`sg_hidden_size=None`: no synthetic-gradient head (plain TBPTT); 0: linear head; >0: MLP head.
+        `aux_head`: DNI+Aux, a second head predicting the next boundary's synthetic gradient from the start state."""
+        super().__init__()
+        self.vocab_size, self.hidden_size, self.num_layers = vocab_size, hidden_size, num_layers
+        self.embedding = nn.Embedding(vocab_size, embedding_size)
+        self.lstm = nn.LSTM(embedding_size, hidden_size, num_layers, dropout=dropout if num_layers > 1 else 0.0)
+        self.dropout = nn.Dropout(dropout)
+        self.decoder = nn.Linear(hidden_size, vocab_size)
+        self.synthetic_gradient = (SyntheticGradientHead(self.state_size, sg_hidden_size, sg_num_layers)
+                                   if sg_hidden_size is not None else None)
+        self.aux_synthetic_gradient = (SyntheticGradientHead(self.state_size, sg_hidden_size or 0, sg_num_layers)
+                                       if aux_head else None)
+
+    @property
+    def state_size(self) -> int:
+        return 2 * self.num_layers * self.hidden_size
+
+    def initial_state(self, batch_size: int, device=None) -> torch.Tensor:
+        return torch.zeros(batch_size, self.state_size, device=device)
+
+    def split_state(self, state: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """(B, 2LH) → h, c as nn.LSTM wants them: (L, B, H) each."""
+        batch = state.shape[0]
+        layers = state.view(batch, 2 * self.num_layers, self.hidden_size).transpose(0, 1)
+        return layers[: self.num_layers].contiguous(), layers[self.num_layers:].contiguous()
+
+    def join_state(self, h: torch.Tensor, c: torch.Tensor) -> torch.Tensor:
+        return torch.cat([h, c], 0).transpose(0, 1).reshape(h.shape[1], self.state_size)
+
+    def forward(self, inputs: torch.Tensor, state: torch.Tensor, with_synthetic_gradient: bool = True) -> CoreOutput:
+        """inputs (T, B) symbol ids; state (B, state_size). The head reads the states *detached*: its regression
+        loss trains the head only, never the core (the core learns from the gradients the head injects)."""
+        h, c = self.split_state(state)
+        output, (h, c) = self.lstm(self.dropout(self.embedding(inputs)), (h, c))
+        logits = self.decoder(self.dropout(output))
+        final = self.join_state(h, c)
+        if self.synthetic_gradient is None or not with_synthetic_gradient:
+            return CoreOutput(logits, final, None, None)
+        # One matrix product for both boundaries of the window: the start state's prediction is regressed onto the
+        # bootstrapped target after backward; the final state's is injected as the future gradient.
+        both = self.synthetic_gradient(torch.cat([state.detach(), final.detach()], 0))
+        start_sg, final_sg = both.split(state.shape[0], 0)
+        return CoreOutput(logits, final, final_sg, start_sg)

@@ -1,0 +1,63 @@
+"""Assembling a run from its config: seed, device, corpus, model, stream, trainer."""
+from __future__ import annotations
+
+import random
+
+import torch
+
+from .data import TrainStream, load_corpus
+from .errors import ConfigError
+from .model import LSTMCore
+
+POSITIVE_INTS = ("model.hidden_size", "model.num_layers", "model.embedding_size", "trainer.unroll",
+                 "trainer.batch_size", "trainer.eval_every", "trainer.eval_batch_size")
+
+
+def validate(cfg) -> None:
+    from omegaconf import OmegaConf
+
+    for key in POSITIVE_INTS:
+        value = OmegaConf.select(cfg, key)
+        if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+            raise ConfigError(f"{key} must be an integer >= 1, got {value!r}")
+    for key in ("trainer.lr", "dni.lr", "dni.scale", "trainer.clip"):
+        value = OmegaConf.select(cfg, key)
+        if isinstance(value, bool) or not isinstance(value, (int, float)) or value < 0:
+            raise ConfigError(f"{key} must be a non-negative number, got {value!r}")
+    if cfg.device not in ("auto", "cpu", "cuda") and not str(cfg.device).startswith("cuda:"):
+        raise ConfigError(f"device must be auto, cpu or cuda, got {cfg.device!r}")
+
+
+def resolve_device(name: str) -> torch.device:
+    if name == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    if name.startswith("cuda") and not torch.cuda.is_available():
+        raise ConfigError("device=cuda but no CUDA device is available (use device=auto or device=cpu)")
+    return torch.device(name)
+
+
+def seed_everything(seed: int) -> None:
+    random.seed(seed)
+    torch.manual_seed(seed)
+
+
+def build_model(cfg, vocab_size: int) -> LSTMCore:
+    m = cfg.model
+    with_head = cfg.method != "bptt"
+    return LSTMCore(vocab_size, m.hidden_size, m.num_layers, m.embedding_size, m.dropout,
+                    sg_hidden_size=cfg.dni.head_hidden_size if with_head else None,
+                    sg_num_layers=cfg.dni.head_num_layers)
+
+
+def build_trainer(cfg, out_dir):
+    from .trainer import Trainer
+
+    validate(cfg)
+    if cfg.get("threads"):
+        torch.set_num_threads(int(cfg.threads))
+    device = resolve_device(str(cfg.device))
+    corpus = load_corpus(cfg.data)
+    seed_everything(cfg.seed)
+    model = build_model(cfg, corpus.vocab_size).to(device)
+    stream = TrainStream(corpus.train, cfg.trainer.batch_size, cfg.trainer.unroll)
+    return Trainer(cfg, model, corpus, stream, out_dir, device)

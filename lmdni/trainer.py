@@ -1,0 +1,229 @@
+"""Truncated training: plain TBPTT (`method=bptt`) or with synthetic gradients at the boundaries (`method=dni`).
+
+One window, DNI:
+    start  = carried state, detached, requiring grad (a leaf: the gradient that reaches it is the SG's target)
+    out    = core(x, start)                        logits, final state, SG(final), SG(start): one forward call
+    backward(window loss  +  scale · SG(final) seeded at the final state)
+    target = gradient at start                     bootstrapped: true in-window gradient + the SG pulled back
+    head  ← regression of SG(start) onto target    its own Adam, its own learning rate
+"""
+from __future__ import annotations
+
+import logging
+import math
+import time
+from pathlib import Path
+
+import torch
+import torch.nn.functional as F
+from tqdm.auto import tqdm
+
+from . import checkpoint as ckpt
+from .boundary import resolve_fused, synthetic_gradient_loss
+from .dni import backward_window, bootstrapped_target, injected_gradient
+from .errors import ConfigError, DivergenceError, LmdniError
+from .evaluate import bits_per_character, split_nats
+from .metrics import MetricsLog
+
+log = logging.getLogger(__name__)
+METHODS = ("bptt", "dni")
+
+
+class Interrupted(LmdniError):
+    """Stopped by a signal after saving."""
+
+
+class Trainer:
+    def __init__(self, cfg, model, corpus, stream, out_dir: Path, device: torch.device):
+        if cfg.method not in METHODS:
+            raise ConfigError(f"method must be one of {', '.join(METHODS)}, got {cfg.method!r}")
+        self.cfg, self.model, self.corpus, self.stream = cfg, model, corpus, stream
+        self.out_dir, self.device = Path(out_dir), device
+        self.dni = cfg.method == "dni"
+        tc = cfg.trainer
+        head = model.synthetic_gradient
+        core_params = [p for name, p in model.named_parameters() if not name.startswith("synthetic_gradient.")]
+        self.core_params = core_params
+        self.optimizer = torch.optim.Adam(core_params, lr=tc.lr)
+        self.sg_optimizer = torch.optim.Adam(head.parameters(), lr=cfg.dni.lr) if self.dni else None
+        self.fused = resolve_fused(cfg.dni.fused, device, head) if self.dni else False
+        self.state = model.initial_state(tc.batch_size, device)
+        self.chars, self.step, self.train_seconds = 0, 0, 0.0
+        self.best_valid, self.bad_evals, self.evals = math.inf, 0, 0
+        self._stop_requested = False
+        self._reset_interval()
+
+    def request_stop(self, signum=None, frame=None) -> None:
+        """SIGINT/SIGTERM: finish the current window, save, and exit non-zero (never mid-update)."""
+        self._stop_requested = True
+
+    # ----------------------------------------------------------------------------------------------- one window
+    def train_window(self) -> None:
+        x, y, starts_pass, ends_pass = self.stream.next_window()
+        x, y = x.to(self.device, non_blocking=True), y.to(self.device, non_blocking=True)
+        if starts_pass:
+            self.state = self.model.initial_state(x.shape[1], self.device)
+        start = self.state.detach().requires_grad_(self.dni)
+        out = self.model(x, start, with_synthetic_gradient=self.dni)
+        loss_sum = F.cross_entropy(out.logits.reshape(-1, out.logits.shape[-1]), y.reshape(-1), reduction="sum")
+        n_tokens = y.numel()
+        self.optimizer.zero_grad(set_to_none=True)
+        if self.dni:
+            injected = injected_gradient(out.synthetic_gradient, self.cfg.dni.scale, ends_pass)
+            backward_window(loss_sum, n_tokens, out.state, injected)
+            target = bootstrapped_target(start, n_tokens)
+            self.sg_optimizer.zero_grad(set_to_none=True)
+            sg_loss = synthetic_gradient_loss(self.model.synthetic_gradient, start, out.start_synthetic_gradient,
+                                              target, self.cfg.dni.loss_weight, self.fused)
+            sg_loss.backward()
+            self.sg_optimizer.step()
+            self._sg_loss += sg_loss.detach()
+            self._sg_cos += F.cosine_similarity(out.start_synthetic_gradient.detach().flatten(),
+                                                target.flatten(), dim=0, eps=1e-12)
+        else:
+            (loss_sum / n_tokens).backward()
+        if self.cfg.trainer.clip > 0:
+            torch.nn.utils.clip_grad_norm_(self.core_params, self.cfg.trainer.clip)
+        self.optimizer.step()
+        self.state = out.state.detach()
+        self._nats += loss_sum.detach()
+        self._count += n_tokens
+        self._windows += 1
+        self.chars += n_tokens
+        self.step += 1
+
+    # ------------------------------------------------------------------------------------------------ the loop
+    def train(self, metrics: MetricsLog) -> dict:
+        tc = self.cfg.trainer
+        budget = tc.max_chars or math.inf
+        bar = tqdm(total=None if budget == math.inf else int(budget), initial=self.chars, unit="char",
+                   unit_scale=True, dynamic_ncols=True, disable=None if tc.progress else True, desc=self.cfg.method)
+        next_eval = (self.chars // tc.eval_every + 1) * tc.eval_every
+        stop_reason = "budget"
+        tick = time.perf_counter()  # training time excludes evaluation: chars/s measures training alone
+        try:
+            while self.chars < budget:
+                before = self.chars
+                self.train_window()
+                bar.update(self.chars - before)
+                if self.step % 50 == 0:
+                    self._check_finite()
+                    elapsed = self.train_seconds + time.perf_counter() - tick
+                    bar.set_postfix(bpc=f"{self._interval_bpc():.3f}", cps=f"{self.chars / max(elapsed, 1e-9):,.0f}")
+                if self._stop_requested:
+                    self.train_seconds += time.perf_counter() - tick
+                    tick = time.perf_counter()
+                    self.save("last.pt")
+                    raise Interrupted(f"interrupted at {self.chars:,} characters; saved {self.out_dir / 'last.pt'} "
+                                      f"(run again with hydra.run.dir={self.out_dir} to resume)")
+                if tc.max_epochs and self.stream.epoch >= tc.max_epochs:
+                    stop_reason = "epochs"
+                    break
+                if self.chars >= next_eval:
+                    self.train_seconds += time.perf_counter() - tick
+                    improved = self.evaluate_and_save(metrics)
+                    next_eval += tc.eval_every
+                    tick = time.perf_counter()
+                    if not improved and self.bad_evals >= tc.patience:
+                        stop_reason = "early stopping"
+                        break
+            self.train_seconds += time.perf_counter() - tick
+        finally:
+            bar.close()
+        if self._windows:  # evaluate what was trained since the last evaluation
+            self.evaluate_and_save(metrics)
+        return self.finish(stop_reason)
+
+    def _check_finite(self) -> None:
+        for name, value in (("training loss", self._nats), ("synthetic-gradient loss", self._sg_loss)):
+            if not math.isfinite(float(value)):
+                raise DivergenceError(f"non-finite {name} by step {self.step} ({self.chars:,} characters); "
+                                      f"the last good checkpoint is {self.out_dir / 'last.pt'}")
+
+    def _reset_interval(self) -> None:
+        zero = torch.zeros((), device=self.device)
+        self._nats, self._sg_loss, self._sg_cos = zero.clone(), zero.clone(), zero.clone()
+        self._count, self._windows = 0, 0
+
+    def _interval_bpc(self) -> float:
+        return bits_per_character(float(self._nats), max(self._count, 1))
+
+    def evaluate_and_save(self, metrics: MetricsLog) -> bool:
+        self._check_finite()
+        tc = self.cfg.trainer
+        valid_nats, valid_count = split_nats(self.model, self.corpus.valid, tc.eval_batch_size, device=self.device)
+        valid_bpc = bits_per_character(valid_nats, valid_count)
+        record = {"step": self.step, "chars": self.chars, "epoch": self.stream.epoch,
+                  "seconds": round(self.train_seconds, 3), "train_bpc": self._interval_bpc(), "valid_bpc": valid_bpc,
+                  "chars_per_sec": self.chars / max(self.train_seconds, 1e-9)}
+        if self.dni:
+            record["sg_loss"] = float(self._sg_loss) / max(self._windows, 1)
+            record["sg_cosine"] = float(self._sg_cos) / max(self._windows, 1)
+        if self.device.type == "cuda":
+            record["peak_memory_mb"] = torch.cuda.max_memory_allocated(self.device) / 2**20
+        improved = valid_bpc < self.best_valid
+        self.evals += 1
+        if improved:
+            self.best_valid, self.bad_evals = valid_bpc, 0
+        else:
+            self.bad_evals += 1
+        record["best_valid_bpc"] = self.best_valid
+        metrics.write(record)
+        log.info("chars %s  train %.4f  valid %.4f  %s%s", f"{self.chars:,}", record["train_bpc"], valid_bpc,
+                 f"{record['chars_per_sec']:,.0f} chars/s", "  (best)" if improved else "")
+        self._reset_interval()
+        self.save("last.pt")
+        if improved:
+            self.save("best.pt")
+        return improved
+
+    def finish(self, stop_reason: str) -> dict:
+        best = ckpt.load(self.out_dir / "best.pt", map_location=self.device)
+        self.model.load_state_dict(best["model"])
+        test_bpc = bits_per_character(*split_nats(self.model, self.corpus.test, self.cfg.trainer.eval_batch_size,
+                                                  device=self.device))
+        result = {"method": self.cfg.method, "unroll": self.cfg.trainer.unroll, "best_valid_bpc": self.best_valid,
+                  "test_bpc": test_bpc, "best_chars": best["chars"], "chars": self.chars,
+                  "seconds": round(self.train_seconds, 3), "chars_per_sec": self.chars / max(self.train_seconds, 1e-9),
+                  "stop_reason": stop_reason}
+        ckpt.save_json(self.out_dir / "results.json", result)
+        log.info("stopped (%s) after %s characters: best valid BPC %.4f, test BPC %.4f (best checkpoint)",
+                 stop_reason, f"{self.chars:,}", self.best_valid, test_bpc)
+        return result
+
+    # ------------------------------------------------------------------------------------------ checkpointing
+    def state_dict(self) -> dict:
+        rng = {"torch": torch.get_rng_state()}
+        if self.device.type == "cuda":
+            rng["cuda"] = torch.cuda.get_rng_state(self.device)
+        return {
+            "model": ckpt.strip_compile_prefix(self.model.state_dict()),
+            "optimizer": self.optimizer.state_dict(),
+            "sg_optimizer": self.sg_optimizer.state_dict() if self.sg_optimizer else None,
+            "stream": self.stream.state_dict(), "state": self.state.detach().cpu(),
+            "chars": self.chars, "step": self.step, "train_seconds": self.train_seconds,
+            "early_stopping": {"best_valid": self.best_valid, "bad_evals": self.bad_evals, "evals": self.evals},
+            "rng": rng, "vocab": self.corpus.vocab, "config": self.config_container(),
+        }
+
+    def config_container(self) -> dict:
+        from omegaconf import OmegaConf
+
+        return OmegaConf.to_container(self.cfg, resolve=True)
+
+    def save(self, name: str) -> None:
+        ckpt.save(self.out_dir / name, self.state_dict())
+
+    def load_state_dict(self, payload: dict) -> None:
+        self.model.load_state_dict(payload["model"])
+        self.optimizer.load_state_dict(payload["optimizer"])
+        if self.sg_optimizer is not None and payload.get("sg_optimizer"):
+            self.sg_optimizer.load_state_dict(payload["sg_optimizer"])
+        self.stream.load_state_dict(payload["stream"])
+        self.state = payload["state"].to(self.device)
+        self.chars, self.step, self.train_seconds = payload["chars"], payload["step"], payload["train_seconds"]
+        stopping = payload["early_stopping"]
+        self.best_valid, self.bad_evals, self.evals = stopping["best_valid"], stopping["bad_evals"], stopping["evals"]
+        torch.set_rng_state(payload["rng"]["torch"])
+        if "cuda" in payload["rng"] and self.device.type == "cuda":
+            torch.cuda.set_rng_state(payload["rng"]["cuda"], self.device)

@@ -1,0 +1,164 @@
+"""The equivalences DNI must satisfy. They are the spec of the boundary machinery."""
+import copy
+
+import pytest
+import torch
+import torch.nn.functional as F
+
+from lmdni.data import Corpus, TrainStream
+from lmdni.dni import backward_window, bootstrapped_target
+from lmdni.model import LSTMCore
+from lmdni.run import build_model, seed_everything
+from lmdni.trainer import Trainer
+
+from .conftest import compose
+
+V, H, L, B, T = 11, 16, 2, 3, 5
+
+
+def make_model(head=True, seed=0):
+    torch.manual_seed(seed)
+    model = LSTMCore(V, H, L, embedding_size=8, sg_hidden_size=0 if head else None).double()
+    return model
+
+
+def window_loss(model, x, y, state):
+    out = model(x, state)
+    return F.cross_entropy(out.logits.reshape(-1, V), y.reshape(-1), reduction="sum"), out
+
+
+def data(seed=1, steps=2 * T):
+    g = torch.Generator().manual_seed(seed)
+    seq = torch.randint(V, (steps + 1, B), generator=g)
+    return seq[:-1], seq[1:]
+
+
+def grads(model, names_prefix="synthetic"):
+    return {n: p.grad.clone() for n, p in model.named_parameters() if not n.startswith(names_prefix) and p.grad is not None}
+
+
+def test_fresh_head_gives_tbptt_gradients():
+    x, y = data(steps=T)
+    state0 = torch.randn(B, 2 * L * H, dtype=torch.double)
+    dni_model, bptt_model = make_model(True), make_model(False)
+    # tbptt
+    loss, _ = window_loss(bptt_model, x, y, state0)
+    (loss / y.numel()).backward()
+    # dni with a fresh (zero-output) head: it predicts exactly zero and injects it
+    start = state0.clone().requires_grad_()
+    loss_d, out = window_loss(dni_model, x, y, start)
+    assert torch.count_nonzero(out.synthetic_gradient) == 0
+    backward_window(loss_d, y.numel(), out.state, out.synthetic_gradient)
+    g_bptt, g_dni = grads(bptt_model), grads(dni_model)
+    assert g_bptt.keys() == g_dni.keys()
+    for name in g_bptt:
+        torch.testing.assert_close(g_dni[name], g_bptt[name], rtol=0, atol=0)
+
+
+def test_oracle_synthetic_gradient_recovers_full_bptt():
+    """SG = exact gradient of the next window's loss w.r.t. the boundary state, scale 1: the DNI update of window 1
+    plus the truncated update of window 2 equals full BPTT over both windows."""
+    x, y = data(steps=2 * T)
+    (x1, x2), (y1, y2) = x.split(T), y.split(T)
+    state0 = torch.randn(B, 2 * L * H, dtype=torch.double)
+    model = make_model(True)
+
+    # full BPTT over both windows, summed loss
+    reference = copy.deepcopy(model)
+    l1, o1 = window_loss(reference, x1, y1, state0)
+    l2, _ = window_loss(reference, x2, y2, o1.state)
+    (l1 + l2).backward()
+    g_full = grads(reference)
+
+    # the oracle: d(window-2 loss)/d(boundary state), by backprop through window 2 from a leaf
+    oracle_model = copy.deepcopy(model)
+    with torch.no_grad():
+        _, o1_tmp = window_loss(oracle_model, x1, y1, state0)
+    boundary = o1_tmp.state.clone().requires_grad_()
+    l2_only, _ = window_loss(oracle_model, x2, y2, boundary)
+    l2_only.backward()  # also the truncated update of window 2: its own use of the parameters
+    oracle = boundary.grad
+    g_window2 = grads(oracle_model)
+
+    dni_model = copy.deepcopy(model)
+    l1_d, o1_d = window_loss(dni_model, x1, y1, state0.clone().requires_grad_())
+    n = y1.numel()
+    backward_window(l1_d, n, o1_d.state, oracle)  # scale 1
+    g_dni = {k: v * n for k, v in grads(dni_model).items()}  # back to summed units
+
+    for name in g_full:
+        torch.testing.assert_close(g_dni[name] + g_window2[name], g_full[name], rtol=1e-10, atol=1e-12)
+    # and truncation alone is not enough: the oracle SG carries real signal
+    assert max((g_full[k] - g_window2[k] - grads_tbptt_summed(model, x1, y1, state0)[k]).abs().max()
+               for k in g_full) > 1e-6
+
+
+def grads_tbptt_summed(model, x, y, state):
+    m = copy.deepcopy(model)
+    loss, _ = window_loss(m, x, y, state)
+    loss.backward()
+    return grads(m)
+
+
+@pytest.mark.parametrize("scale", [0.0, 0.3, 1.0])
+def test_bootstrapped_target_is_gradient_of_window_objective(scale):
+    x, y = data(steps=T)
+    state0 = torch.randn(B, 2 * L * H, dtype=torch.double)
+    model = make_model(True)
+    with torch.no_grad():  # a non-trivial head, so the SG term matters
+        model.synthetic_gradient.output.weight.normal_(0, 0.1)
+        model.synthetic_gradient.output.bias.normal_(0, 0.1)
+    start = state0.clone().requires_grad_()
+    loss, out = window_loss(model, x, y, start)
+    injected = scale * out.synthetic_gradient.detach() if scale else None
+    backward_window(loss, y.numel(), out.state, injected)
+    target = bootstrapped_target(start, y.numel())
+
+    # independently: gradient of (window loss sum + scale·<SG(final), final>) with the SG held constant
+    independent = copy.deepcopy(model)
+    s = state0.clone().requires_grad_()
+    loss_i, out_i = window_loss(independent, x, y, s)
+    sg = independent.synthetic_gradient(out_i.state.detach()).detach()
+    objective = loss_i + scale * (sg * out_i.state).sum()
+    expected = torch.autograd.grad(objective, s)[0]
+    torch.testing.assert_close(target, expected, rtol=1e-10, atol=1e-12)
+
+
+def tiny_trainer(tmp_path, method, overrides=(), periodic=False):
+    cfg = compose([f"method={method}", "trainer.unroll=3", "trainer.batch_size=4", "model.hidden_size=12",
+                   "model.embedding_size=6", "trainer.progress=false", "device=cpu", *overrides])
+    g = torch.Generator().manual_seed(3)
+    train = torch.arange(400) * 3 % 7 if periodic else torch.randint(7, (400,), generator=g)
+    corpus = Corpus([chr(97 + i) for i in range(7)], train,
+                    torch.randint(7, (50,), generator=g), torch.randint(7, (50,), generator=g))
+    seed_everything(cfg.seed)
+    model = build_model(cfg, corpus.vocab_size)
+    stream = TrainStream(corpus.train, cfg.trainer.batch_size, cfg.trainer.unroll)
+    return Trainer(cfg, model, corpus, stream, tmp_path, torch.device("cpu"))
+
+
+def test_dni_scale_zero_trains_exactly_like_bptt(tmp_path):
+    bptt = tiny_trainer(tmp_path / "a", "bptt")
+    dni = tiny_trainer(tmp_path / "b", "dni", ["dni.scale=0", "dni.lr=0.01"])
+    losses = {"bptt": [], "dni": []}
+    for _ in range(40):  # crosses a pass boundary (400 symbols / 4 columns / unroll 3)
+        for name, trainer in (("bptt", bptt), ("dni", dni)):
+            before = float(trainer._nats)
+            trainer.train_window()
+            losses[name].append(float(trainer._nats) - before)
+    assert losses["bptt"] == losses["dni"]
+    core = {k: v for k, v in dni.model.state_dict().items() if not k.startswith("synthetic")}
+    for k, v in bptt.model.state_dict().items():
+        assert torch.equal(core[k], v), k
+    # while the head did learn something
+    assert dni.model.synthetic_gradient.output.weight.abs().sum() > 0
+
+
+def test_dni_head_learns_its_target(tmp_path):
+    trainer = tiny_trainer(tmp_path, "dni", ["dni.lr=0.003", "dni.scale=0.5"], periodic=True)
+    cosines = []
+    for _ in range(300):
+        before = float(trainer._sg_cos)
+        trainer.train_window()
+        cosines.append(float(trainer._sg_cos) - before)
+    assert sum(cosines[-50:]) / 50 > 0.3 > abs(cosines[0])
