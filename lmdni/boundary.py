@@ -25,15 +25,14 @@ def resolve_fused(fused: str, device: torch.device, head) -> bool:
     fused = str(fused).lower()
     if fused in ("off", "false"):
         return False
-    usable = triton_available() and head.is_linear
     if fused in ("on", "true"):
         if not triton_available():
             raise ConfigError("dni.fused=on needs Triton: pip install 'lmdni[triton]' (or use dni.fused=auto/off)")
         if not head.is_linear:
             raise ConfigError("dni.fused=on supports the linear SG head only (dni.head_hidden_size=0)")
         return True
-    if fused == "auto":
-        return usable and device.type == "cuda"
+    if fused == "auto":  # Triton is imported only where it could be used
+        return device.type == "cuda" and head.is_linear and triton_available()
     raise ConfigError(f"dni.fused must be auto, on or off, got {fused!r}")
 
 

@@ -9,6 +9,12 @@ import torch.nn.functional as F
 from .data import eval_columns
 
 
+def _nats(logits: torch.Tensor, targets: torch.Tensor) -> float:
+    """Summed in float64: a split has ~10^5-10^6 terms, and BPC is reported to four decimals."""
+    losses = F.cross_entropy(logits.reshape(-1, logits.shape[-1]).float(), targets.reshape(-1), reduction="none")
+    return losses.double().sum().item()
+
+
 @torch.no_grad()
 def split_nats(model, data: torch.Tensor, batch_size: int = 32, chunk: int = 256, device="cpu") -> tuple[float, int]:
     """(total nats, number of predicted characters). Every character after the first is predicted exactly once,
@@ -22,13 +28,12 @@ def split_nats(model, data: torch.Tensor, batch_size: int = 32, chunk: int = 256
         x = inputs[start:start + chunk].to(device)
         y = targets[start:start + chunk].to(device)
         out = model(x, state, with_synthetic_gradient=False)
-        total += F.cross_entropy(out.logits.reshape(-1, out.logits.shape[-1]), y.reshape(-1), reduction="sum").item()
+        total += _nats(out.logits, y)
         count += y.numel()
         state = out.state
     if len(tail_inputs):
         out = model(tail_inputs.view(-1, 1).to(device), state[-1:], with_synthetic_gradient=False)
-        total += F.cross_entropy(out.logits.reshape(-1, out.logits.shape[-1]), tail_targets.to(device),
-                                 reduction="sum").item()
+        total += _nats(out.logits, tail_targets.to(device))
         count += len(tail_targets)
     model.train(was_training)
     return total, count

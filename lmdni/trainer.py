@@ -83,7 +83,7 @@ class Trainer:
         else:
             (loss_sum / n_tokens).backward()
         if self.cfg.trainer.clip > 0:
-            torch.nn.utils.clip_grad_norm_(self.core_params, self.cfg.trainer.clip)
+            self._grad_norm += torch.nn.utils.clip_grad_norm_(self.core_params, self.cfg.trainer.clip).detach()
         self.optimizer.step()
         self.state = out.state.detach()
         self._nats += loss_sum.detach()
@@ -142,7 +142,7 @@ class Trainer:
 
     def _reset_interval(self) -> None:
         zero = torch.zeros((), device=self.device)
-        self._nats, self._sg_loss, self._sg_cos = zero.clone(), zero.clone(), zero.clone()
+        self._nats, self._sg_loss, self._sg_cos, self._grad_norm = (zero.clone() for _ in range(4))
         self._count, self._windows = 0, 0
 
     def _interval_bpc(self) -> float:
@@ -156,6 +156,7 @@ class Trainer:
         record = {"step": self.step, "chars": self.chars, "epoch": self.stream.epoch,
                   "seconds": round(self.train_seconds, 3), "train_bpc": self._interval_bpc(), "valid_bpc": valid_bpc,
                   "chars_per_sec": self.chars / max(self.train_seconds, 1e-9)}
+        record["grad_norm"] = float(self._grad_norm) / max(self._windows, 1)  # mean, before clipping
         if self.dni:
             record["sg_loss"] = float(self._sg_loss) / max(self._windows, 1)
             record["sg_cosine"] = float(self._sg_cos) / max(self._windows, 1)

@@ -1,10 +1,14 @@
 import os
 from pathlib import Path
 
-import pytest
-import torch
+# Triton kernels run on CPU tensors under the interpreter; it must be set before any kernel module is imported.
+if os.environ.get("LMDNI_TEST_DEVICE", "cpu") == "cpu":
+    os.environ.setdefault("TRITON_INTERPRET", "1")
 
-from lmdni.cli import config_dir
+import pytest  # noqa: E402
+import torch  # noqa: E402
+
+from lmdni.cli import config_dir  # noqa: E402
 
 PTB_DIR = Path(os.environ.get("LMDNI_TEST_PTB", Path(__file__).resolve().parents[1] / ".." / "shared" / "data" / "ptb"))
 

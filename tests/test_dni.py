@@ -125,16 +125,19 @@ def test_bootstrapped_target_is_gradient_of_window_objective(scale):
 
 
 def tiny_trainer(tmp_path, method, overrides=(), periodic=False):
+    if not any(o.startswith("device=") for o in overrides):
+        overrides = [*overrides, "device=cpu"]
     cfg = compose([f"method={method}", "trainer.unroll=3", "trainer.batch_size=4", "model.hidden_size=12",
-                   "model.embedding_size=6", "trainer.progress=false", "device=cpu", *overrides])
+                   "model.embedding_size=6", "trainer.progress=false", *overrides])
+    device = torch.device(cfg.device)
     g = torch.Generator().manual_seed(3)
     train = torch.arange(400) * 3 % 7 if periodic else torch.randint(7, (400,), generator=g)
     corpus = Corpus([chr(97 + i) for i in range(7)], train,
                     torch.randint(7, (50,), generator=g), torch.randint(7, (50,), generator=g))
     seed_everything(cfg.seed)
-    model = build_model(cfg, corpus.vocab_size)
+    model = build_model(cfg, corpus.vocab_size).to(device)
     stream = TrainStream(corpus.train, cfg.trainer.batch_size, cfg.trainer.unroll)
-    return Trainer(cfg, model, corpus, stream, tmp_path, torch.device("cpu"))
+    return Trainer(cfg, model, corpus, stream, tmp_path, device)
 
 
 def test_dni_scale_zero_trains_exactly_like_bptt(tmp_path):
