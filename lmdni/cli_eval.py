@@ -1,0 +1,3 @@
+from .cli import eval_main
+
+eval_main()

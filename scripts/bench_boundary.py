@@ -1,0 +1,111 @@
+"""Boundary-op latency, fused Triton kernel vs torch reference, and end-to-end DNI vs BPTT throughput.
+
+    python scripts/bench_boundary.py                 # on a CUDA machine
+    python scripts/bench_boundary.py --e2e-only      # just the end-to-end table
+
+The boundary op is everything DNI adds at a truncation boundary for the linear head: the SG predictions for both
+boundaries of the window (one GEMM, shared by both paths), the squared error against the bootstrapped target, and the
+head's weight and bias gradients.
+"""
+from __future__ import annotations
+
+import argparse
+import sys
+from pathlib import Path
+
+import torch
+import torch.nn.functional as F
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+
+
+def boundary_step(start, final, target, weight, bias, fused):
+    from lmdni.boundary import synthetic_gradient_loss
+
+    both = F.linear(torch.cat([start, final], 0), weight, bias)
+    start_sg, final_sg = both.split(start.shape[0], 0)
+
+    class Head:  # the two attributes synthetic_gradient_loss reads
+        output = type("Linear", (), {"weight": weight, "bias": bias})
+
+    weight.grad = bias.grad = None
+    loss = synthetic_gradient_loss(Head, start, start_sg, target, 1.0, fused)
+    loss.backward()
+    return final_sg
+
+
+def bench_boundary(batches, states, dtype):
+    import triton.testing
+
+    rows = []
+    for batch in batches:
+        for state in states:
+            g = torch.Generator(device="cuda").manual_seed(0)
+            start, final, target = (torch.randn(batch, state, device="cuda", generator=g, dtype=dtype)
+                                    for _ in range(3))
+            weight = (0.01 * torch.randn(state, state, device="cuda", generator=g)).requires_grad_()
+            bias = torch.zeros(state, device="cuda", requires_grad=True)
+            times = {}
+            for fused in (False, True):
+                with torch.autocast("cuda", dtype=torch.bfloat16, enabled=dtype == torch.bfloat16):
+                    times[fused] = triton.testing.do_bench(
+                        lambda: boundary_step(start, final, target, weight, bias, fused), warmup=25, rep=100,
+                        return_mode="median")
+            rows.append((batch, state, times[False] * 1e3, times[True] * 1e3, times[False] / times[True]))
+    print(f"\nBoundary op latency ({str(dtype).replace('torch.', '')} inputs), median of do_bench, microseconds")
+    print("| batch | state | reference | fused | speed-up |")
+    print("|---:|---:|---:|---:|---:|")
+    for batch, state, ref, fused, ratio in rows:
+        print(f"| {batch} | {state} | {ref:.1f} | {fused:.1f} | {ratio:.2f}x |")
+
+
+def bench_end_to_end(hidden, batch, unrolls, windows):
+    from bench import config, time_blocks
+
+    from lmdni.data import Corpus, TrainStream
+    from lmdni.run import build_model
+    from lmdni.trainer import Trainer
+
+    device = torch.device("cuda")
+    vocab = 50
+    data = torch.randint(vocab, (4_000_000,), generator=torch.Generator().manual_seed(0))
+    corpus = Corpus([str(i) for i in range(vocab)], data, data[:1000], data[:1000])
+    print(f"\nEnd to end, hidden {hidden}, batch {batch}: training chars/s (median of 3 blocks of {windows} windows)")
+    print("| unroll | bptt | dni fused | dni reference | dni fused / bptt | extra time per char |")
+    print("|---:|---:|---:|---:|---:|---:|")
+    for unroll in unrolls:
+        args = argparse.Namespace(hidden=hidden, batch=batch, unroll=unroll, device="cuda", overrides=[])
+        rates = {}
+        for name, method, fused in (("bptt", "bptt", "off"), ("fused", "dni", "on"), ("ref", "dni", "off")):
+            args.overrides = [f"dni.fused={fused}"]
+            cfg = config(method, args)
+            torch.manual_seed(0)
+            model = build_model(cfg, vocab).to(device)
+            trainer = Trainer(cfg, model, corpus, TrainStream(data, batch, unroll), "/tmp", device)
+            rates[name] = time_blocks(trainer.train_window, windows, 3, batch * unroll, device)
+        ratio = rates["fused"] / rates["bptt"]
+        print(f"| {unroll} | {rates['bptt']:,.0f} | {rates['fused']:,.0f} | {rates['ref']:,.0f} | {ratio:.3f} | "
+              f"{(1 / ratio - 1) * 100:+.1f}% |")
+
+
+def main():
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--batches", type=int, nargs="+", default=[32, 256, 1024])
+    parser.add_argument("--states", type=int, nargs="+", default=[512, 2048, 4096])
+    parser.add_argument("--hidden", type=int, default=1024)
+    parser.add_argument("--batch", type=int, default=256)
+    parser.add_argument("--unrolls", type=int, nargs="+", default=[2, 4, 8])
+    parser.add_argument("--windows", type=int, default=200)
+    parser.add_argument("--e2e-only", action="store_true")
+    args = parser.parse_args()
+    if not torch.cuda.is_available():
+        sys.exit("bench_boundary.py: error: needs a CUDA device")
+    print(f"device: {torch.cuda.get_device_name()}, torch {torch.__version__}")
+    if not args.e2e_only:
+        bench_boundary(args.batches, args.states, torch.float32)
+        bench_boundary(args.batches, args.states, torch.bfloat16)
+    bench_end_to_end(args.hidden, args.batch, args.unrolls, args.windows)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,85 @@
+"""The command line as a user meets it: a tiny training run, its outputs, lmdni-eval, and one-line errors."""
+import json
+import os
+import subprocess
+import sys
+
+import pytest
+
+from lmdni.metrics import read_metrics
+
+from .conftest import compose
+
+TINY = ["model.hidden_size=16", "model.embedding_size=8", "trainer.batch_size=4", "trainer.unroll=4",
+        "trainer.max_chars=2000", "trainer.eval_every=1000", "trainer.eval_batch_size=4", "threads=1"]
+
+
+def run(args, **kw):
+    env = {**os.environ, "HYDRA_FULL_ERROR": "0"}
+    return subprocess.run([sys.executable, "-m", *args], capture_output=True, text=True, env=env, timeout=300, **kw)
+
+
+@pytest.mark.parametrize("method", ["bptt", "dni"])
+def test_train_writes_metrics_checkpoints_and_eval_reads_them(tmp_path, text_file, method):
+    out = tmp_path / "run"
+    result = run(["lmdni", f"method={method}", "data=text", f"data.path={text_file}", *TINY, f"hydra.run.dir={out}"])
+    assert result.returncode == 0, result.stderr[-2000:]
+    records = read_metrics(out / "metrics.jsonl")
+    assert [r["chars"] for r in records] == [1008, 2000]
+    for key in ("chars", "seconds", "train_bpc", "valid_bpc", "chars_per_sec"):
+        assert all(key in r for r in records)
+    if method == "dni":
+        assert all("sg_loss" in r and "sg_cosine" in r for r in records)
+    assert (out / "best.pt").is_file() and (out / "last.pt").is_file()
+    results = json.loads((out / "results.json").read_text())
+    assert results["best_valid_bpc"] == min(r["valid_bpc"] for r in records)
+    evaluated = run(["lmdni.cli_eval", str(out)])
+    assert evaluated.returncode == 0, evaluated.stderr
+    assert json.loads(evaluated.stdout)["bpc"] == pytest.approx(results["test_bpc"], rel=1e-6)
+
+
+@pytest.mark.parametrize("overrides,message", [
+    (["trainer.unroll=0"], "trainer.unroll must be an integer >= 1"),
+    (["model.hidden_size=0"], "model.hidden_size must be an integer >= 1"),
+    (["trainer.batch_size=100000"], "batch size 100000 is larger than the stream allows"),
+    (["method=nope"], "method must be one of"),
+    (["data.path=/nonexistent/file.txt"], "does not exist"),
+])
+def test_bad_input_is_one_line_error(tmp_path, text_file, overrides, message):
+    args = ["lmdni", "data=text", f"data.path={text_file}", *TINY, f"hydra.run.dir={tmp_path / 'r'}", *overrides]
+    result = run(args)
+    assert result.returncode != 0
+    assert message in result.stderr
+    assert "Traceback" not in result.stderr
+
+
+def test_eval_of_a_directory_that_is_not_a_run(tmp_path):
+    result = run(["lmdni.cli_eval", str(tmp_path)])
+    assert result.returncode != 0 and "is not an lmdni run" in result.stderr and "Traceback" not in result.stderr
+
+
+def test_config_composes_with_the_stable_names():
+    cfg = compose(["method=dni", "trainer.unroll=8", "dni.scale=0.3", "dni.lr=0.001", "data=text",
+                   "data.path=x.txt", "model.num_layers=2", "trainer.max_chars=10", "seed=3", "device=cpu"])
+    assert (cfg.method, cfg.trainer.unroll, cfg.dni.scale, cfg.data.name) == ("dni", 8, 0.3, "text")
+
+
+@pytest.mark.parametrize("method", ["bptt", "dni"])
+def test_resume_is_bitwise_identical_to_an_uninterrupted_run(tmp_path, text_file, method):
+    import torch
+
+    common = ["lmdni", f"method={method}", "data=text", f"data.path={text_file}", *TINY, "model.dropout=0.2",
+              "model.num_layers=2", "dni.lr=0.01"]
+    whole, parts = tmp_path / "whole", tmp_path / "parts"
+    assert run([*common, "trainer.max_chars=4000", f"hydra.run.dir={whole}"]).returncode == 0
+    assert run([*common, "trainer.max_chars=2000", f"hydra.run.dir={parts}"]).returncode == 0
+    resumed = run([*common, "trainer.max_chars=4000", f"hydra.run.dir={parts}"])
+    assert resumed.returncode == 0 and "resumed from" in resumed.stderr + resumed.stdout
+    a, b = torch.load(whole / "last.pt", weights_only=True), torch.load(parts / "last.pt", weights_only=True)
+    assert a["chars"] == b["chars"] == 4000
+    for key, value in a["model"].items():
+        assert torch.equal(value, b["model"][key]), key
+    assert torch.equal(a["state"], b["state"])
+    drop = ("seconds", "chars_per_sec")
+    strip = lambda records: [{k: v for k, v in r.items() if k not in drop} for r in records]  # noqa: E731
+    assert strip(read_metrics(whole / "metrics.jsonl")) == strip(read_metrics(parts / "metrics.jsonl"))
