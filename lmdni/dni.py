@@ -19,10 +19,13 @@ import torch
 
 
 def backward_window(loss_sum: torch.Tensor, n_tokens: int, final_state: torch.Tensor,
-                    injected: torch.Tensor | None) -> None:
-    """One backward pass seeding the window's mean loss and, for the final state, the injected future gradient
-    (already scaled, in summed units). With `injected=None` this is exactly truncated BPTT."""
+                    injected: torch.Tensor | None, extra_loss: torch.Tensor | None = None) -> None:
+    """One backward pass seeding the window's mean loss (plus `extra_loss`, e.g. DNI+Aux's) and, for the final
+    state, the injected future gradient (already scaled, in summed units). With `injected=None` and no extra loss
+    this is exactly truncated BPTT."""
     loss = loss_sum / n_tokens
+    if extra_loss is not None:
+        loss = loss + extra_loss
     if injected is None:
         loss.backward()
     else:
@@ -37,8 +40,24 @@ def bootstrapped_target(start_state: torch.Tensor, n_tokens: int) -> torch.Tenso
     return start_state.grad.detach() * n_tokens
 
 
-def injected_gradient(synthetic_gradient: torch.Tensor | None, scale: float, ends_pass: bool):
-    """Where the stream restarts there is no future, so nothing is injected; scale 0 injects nothing at all."""
+def injected_gradient(synthetic_gradient: torch.Tensor | None, scale: float, ends_pass: bool,
+                      ablation: str = "none"):
+    """Where the stream restarts there is no future, so nothing is injected; scale 0 injects nothing at all.
+
+    `ablation="shuffle"` is a control experiment, not a training mode: each column receives the SG predicted for
+    another column's state (same magnitudes, wrong state). If it helps as much as DNI, the gain did not come from
+    the SG's knowledge of the state."""
     if synthetic_gradient is None or ends_pass or scale == 0:
         return None
-    return scale * synthetic_gradient.detach()
+    injected = scale * synthetic_gradient.detach()
+    if ablation == "shuffle":
+        injected = injected[torch.randperm(injected.shape[0], device=injected.device)]
+    elif ablation != "none":
+        raise ValueError(f"dni.ablation must be none or shuffle, got {ablation!r}")
+    return injected
+
+
+def aux_loss(prediction: torch.Tensor, synthetic_gradient: torch.Tensor) -> torch.Tensor:
+    """DNI+Aux: squared error of the start-of-window prediction of the SG the window's end produces, summed over the
+    state and averaged over the batch (per-sequence units, like the SG itself). The SG is the target: detached."""
+    return (prediction - synthetic_gradient.detach()).pow(2).sum(1).mean()

@@ -17,6 +17,7 @@ class CoreOutput(NamedTuple):
     state: torch.Tensor  # (B, state_size): the state after the window's last step (the next boundary)
     synthetic_gradient: torch.Tensor | None  # (B, state_size): predicted d(future loss)/d(state)
     start_synthetic_gradient: torch.Tensor | None  # (B, state_size): the same prediction for the start state
+    aux_prediction: torch.Tensor | None = None  # DNI+Aux: the next boundary's SG, predicted at the window's start
 
 
 class SyntheticGradientHead(nn.Module):
@@ -61,8 +62,12 @@ class LSTMCore(nn.Module):
         self.decoder = nn.Linear(hidden_size, vocab_size)
         self.synthetic_gradient = (SyntheticGradientHead(self.state_size, sg_hidden_size, sg_num_layers)
                                    if sg_hidden_size is not None else None)
-        self.aux_synthetic_gradient = (SyntheticGradientHead(self.state_size, sg_hidden_size or 0, sg_num_layers)
-                                       if aux_head else None)
+        # DNI+Aux: from the top layer's output at the window's first step, predict the SG that the window's end will
+        # produce. It reads an in-graph activation, so its loss also trains the core. Zero-initialised, like the SG.
+        self.aux_synthetic_gradient = nn.Linear(hidden_size, self.state_size) if aux_head else None
+        if aux_head:
+            nn.init.zeros_(self.aux_synthetic_gradient.weight)
+            nn.init.zeros_(self.aux_synthetic_gradient.bias)
 
     @property
     def state_size(self) -> int:
@@ -93,4 +98,5 @@ class LSTMCore(nn.Module):
         # bootstrapped target after backward; the final state's is injected as the future gradient.
         both = self.synthetic_gradient(torch.cat([state.detach(), final.detach()], 0))
         start_sg, final_sg = both.split(state.shape[0], 0)
-        return CoreOutput(logits, final, final_sg, start_sg)
+        aux = self.aux_synthetic_gradient(output[0]) if self.aux_synthetic_gradient is not None else None
+        return CoreOutput(logits, final, final_sg, start_sg, aux)

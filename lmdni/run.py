@@ -6,6 +6,7 @@ import random
 import torch
 
 from .data import TrainStream, load_corpus
+from .data.copy import CopyStream
 from .errors import ConfigError
 from .model import LSTMCore
 
@@ -24,6 +25,10 @@ def validate(cfg) -> None:
         value = OmegaConf.select(cfg, key)
         if isinstance(value, bool) or not isinstance(value, (int, float)) or value < 0:
             raise ConfigError(f"{key} must be a non-negative number, got {value!r}")
+    if cfg.method not in ("bptt", "dni", "dni_aux"):
+        raise ConfigError(f"method must be one of bptt, dni, dni_aux, got {cfg.method!r}")
+    if cfg.dni.ablation not in ("none", "shuffle"):
+        raise ConfigError(f"dni.ablation must be none or shuffle, got {cfg.dni.ablation!r}")
     if cfg.device not in ("auto", "cpu", "cuda") and not str(cfg.device).startswith("cuda:"):
         raise ConfigError(f"device must be auto, cpu or cuda, got {cfg.device!r}")
 
@@ -46,7 +51,7 @@ def build_model(cfg, vocab_size: int) -> LSTMCore:
     with_head = cfg.method != "bptt"
     return LSTMCore(vocab_size, m.hidden_size, m.num_layers, m.embedding_size, m.dropout,
                     sg_hidden_size=cfg.dni.head_hidden_size if with_head else None,
-                    sg_num_layers=cfg.dni.head_num_layers)
+                    sg_num_layers=cfg.dni.head_num_layers, aux_head=cfg.method == "dni_aux")
 
 
 def build_trainer(cfg, out_dir):
@@ -56,8 +61,17 @@ def build_trainer(cfg, out_dir):
     if cfg.get("threads"):
         torch.set_num_threads(int(cfg.threads))
     device = resolve_device(str(cfg.device))
-    corpus = load_corpus(cfg.data)
+    if cfg.data.name in ("copy", "repeat_copy"):
+        corpus = None
+        d = cfg.data
+        stream = CopyStream(cfg.trainer.batch_size, cfg.trainer.unroll, repeat=d.name == "repeat_copy", seed=cfg.seed,
+                            threshold=d.threshold, window_episodes=d.window_episodes, start_length=d.start_length,
+                            max_repeats=d.max_repeats)
+        vocab_size = stream.vocab_size
+    else:
+        corpus = load_corpus(cfg.data)
+        stream = TrainStream(corpus.train, cfg.trainer.batch_size, cfg.trainer.unroll)
+        vocab_size = corpus.vocab_size
     seed_everything(cfg.seed)
-    model = build_model(cfg, corpus.vocab_size).to(device)
-    stream = TrainStream(corpus.train, cfg.trainer.batch_size, cfg.trainer.unroll)
+    model = build_model(cfg, vocab_size).to(device)
     return Trainer(cfg, model, corpus, stream, out_dir, device)

@@ -20,13 +20,13 @@ from tqdm.auto import tqdm
 
 from . import checkpoint as ckpt
 from .boundary import resolve_fused, synthetic_gradient_loss
-from .dni import backward_window, bootstrapped_target, injected_gradient
+from .dni import aux_loss, backward_window, bootstrapped_target, injected_gradient
 from .errors import ConfigError, DivergenceError, LmdniError
 from .evaluate import bits_per_character, split_nats
 from .metrics import MetricsLog
 
 log = logging.getLogger(__name__)
-METHODS = ("bptt", "dni")
+METHODS = ("bptt", "dni", "dni_aux")
 
 
 class Interrupted(LmdniError):
@@ -39,7 +39,9 @@ class Trainer:
             raise ConfigError(f"method must be one of {', '.join(METHODS)}, got {cfg.method!r}")
         self.cfg, self.model, self.corpus, self.stream = cfg, model, corpus, stream
         self.out_dir, self.device = Path(out_dir), device
-        self.dni = cfg.method == "dni"
+        self.curriculum = hasattr(stream, "report")  # copy tasks: no validation text, a curriculum instead
+        self.dni = cfg.method in ("dni", "dni_aux")
+        self.aux = cfg.method == "dni_aux"
         tc = cfg.trainer
         head = model.synthetic_gradient
         core_params = [p for name, p in model.named_parameters() if not name.startswith("synthetic_gradient.")]
@@ -60,18 +62,27 @@ class Trainer:
 
     # ----------------------------------------------------------------------------------------------- one window
     def train_window(self) -> None:
-        x, y, starts_pass, ends_pass = self.stream.next_window()
+        x, y, starts_pass, ends_pass, mask = self.stream.next_window()
         x, y = x.to(self.device, non_blocking=True), y.to(self.device, non_blocking=True)
         if starts_pass:
             self.state = self.model.initial_state(x.shape[1], self.device)
         start = self.state.detach().requires_grad_(self.dni)
         out = self.model(x, start, with_synthetic_gradient=self.dni)
-        loss_sum = F.cross_entropy(out.logits.reshape(-1, out.logits.shape[-1]), y.reshape(-1), reduction="sum")
+        if mask is None:
+            loss_sum = F.cross_entropy(out.logits.reshape(-1, out.logits.shape[-1]), y.reshape(-1), reduction="sum")
+        else:  # copy tasks: only the symbols to reproduce count; n stays B×T so the SG units do not change
+            losses = F.cross_entropy(out.logits.reshape(-1, out.logits.shape[-1]), y.reshape(-1), reduction="none")
+            loss_sum = (losses * mask.to(self.device).reshape(-1)).sum()
         n_tokens = y.numel()
         self.optimizer.zero_grad(set_to_none=True)
         if self.dni:
-            injected = injected_gradient(out.synthetic_gradient, self.cfg.dni.scale, ends_pass)
-            backward_window(loss_sum, n_tokens, out.state, injected)
+            injected = injected_gradient(out.synthetic_gradient, self.cfg.dni.scale, ends_pass, self.cfg.dni.ablation)
+            extra = None
+            if self.aux:
+                aux = aux_loss(out.aux_prediction, out.synthetic_gradient)
+                extra = self.cfg.dni.aux_weight * aux
+                self._aux_loss += aux.detach()
+            backward_window(loss_sum, n_tokens, out.state, injected, extra)
             target = bootstrapped_target(start, n_tokens)
             self.sg_optimizer.zero_grad(set_to_none=True)
             sg_loss = synthetic_gradient_loss(self.model.synthetic_gradient, start, out.start_synthetic_gradient,
@@ -87,6 +98,8 @@ class Trainer:
             self._grad_norm += torch.nn.utils.clip_grad_norm_(self.core_params, self.cfg.trainer.clip).detach()
         self.optimizer.step()
         self.state = out.state.detach()
+        if self.curriculum:
+            self.stream.report(float(loss_sum.detach()))
         self._nats += loss_sum.detach()
         self._count += n_tokens
         self._windows += 1
@@ -117,6 +130,9 @@ class Trainer:
                     self.save("last.pt")
                     raise Interrupted(f"interrupted at {self.chars:,} characters; saved {self.out_dir / 'last.pt'} "
                                       f"(run again with hydra.run.dir={self.out_dir} to resume)")
+                if tc.max_seconds and self.train_seconds + time.perf_counter() - tick >= tc.max_seconds:
+                    stop_reason = "time budget"
+                    break
                 if tc.max_epochs and self.stream.epoch >= tc.max_epochs:
                     stop_reason = "epochs"
                     break
@@ -143,7 +159,7 @@ class Trainer:
 
     def _reset_interval(self) -> None:
         zero = torch.zeros((), device=self.device)
-        self._nats, self._sg_loss, self._sg_cos, self._grad_norm = (zero.clone() for _ in range(4))
+        self._nats, self._sg_loss, self._sg_cos, self._grad_norm, self._aux_loss = (zero.clone() for _ in range(5))
         self._count, self._windows = 0, 0
 
     def _interval_bpc(self) -> float:
@@ -152,27 +168,39 @@ class Trainer:
     def evaluate_and_save(self, metrics: MetricsLog) -> bool:
         self._check_finite()
         tc = self.cfg.trainer
-        valid_nats, valid_count = split_nats(self.model, self.corpus.valid, tc.eval_batch_size, device=self.device)
-        valid_bpc = bits_per_character(valid_nats, valid_count)
         record = {"step": self.step, "chars": self.chars, "epoch": self.stream.epoch,
-                  "seconds": round(self.train_seconds, 3), "train_bpc": self._interval_bpc(), "valid_bpc": valid_bpc,
+                  "seconds": round(self.train_seconds, 3), "train_bpc": self._interval_bpc(),
                   "chars_per_sec": self.chars / max(self.train_seconds, 1e-9)}
+        if self.curriculum:
+            record.update(self.stream.status())
+            valid_bpc = -record["solved"]  # "better" = a longer solved length; keeps best.pt meaningful
+        else:
+            valid_nats, valid_count = split_nats(self.model, self.corpus.valid, tc.eval_batch_size,
+                                                 device=self.device)
+            valid_bpc = record["valid_bpc"] = bits_per_character(valid_nats, valid_count)
         record["grad_norm"] = float(self._grad_norm) / max(self._windows, 1)  # mean, before clipping
         if self.dni:
             record["sg_loss"] = float(self._sg_loss) / max(self._windows, 1)
             record["sg_cosine"] = float(self._sg_cos) / max(self._windows, 1)
+        if self.aux:
+            record["aux_loss"] = float(self._aux_loss) / max(self._windows, 1)
         if self.device.type == "cuda":
             record["peak_memory_mb"] = torch.cuda.max_memory_allocated(self.device) / 2**20
-        improved = valid_bpc < self.best_valid
+        improved = valid_bpc < self.best_valid or (self.curriculum and valid_bpc == self.best_valid)
         self.evals += 1
         if improved:
             self.best_valid, self.bad_evals = valid_bpc, 0
         else:
             self.bad_evals += 1
-        record["best_valid_bpc"] = self.best_valid
+        if not self.curriculum:
+            record["best_valid_bpc"] = self.best_valid
         metrics.write(record)
-        log.info("chars %s  train %.4f  valid %.4f  %s%s", f"{self.chars:,}", record["train_bpc"], valid_bpc,
-                 f"{record['chars_per_sec']:,.0f} chars/s", "  (best)" if improved else "")
+        if self.curriculum:
+            log.info("chars %s  length %d  repeats %d  solved %d  error %.3f bits/episode", f"{self.chars:,}",
+                     record["length"], record["repeats"], record["solved"], record["error_bits_per_episode"])
+        else:
+            log.info("chars %s  train %.4f  valid %.4f  %s%s", f"{self.chars:,}", record["train_bpc"], valid_bpc,
+                     f"{record['chars_per_sec']:,.0f} chars/s", "  (best)" if improved else "")
         self._reset_interval()
         self.save("last.pt")
         if improved:
@@ -180,6 +208,14 @@ class Trainer:
         return improved
 
     def finish(self, stop_reason: str) -> dict:
+        if self.curriculum:
+            result = {"method": self.cfg.method, "unroll": self.cfg.trainer.unroll, "task": self.cfg.data.name,
+                      **self.stream.status(), "chars": self.chars, "seconds": round(self.train_seconds, 3),
+                      "chars_per_sec": self.chars / max(self.train_seconds, 1e-9), "stop_reason": stop_reason}
+            ckpt.save_json(self.out_dir / "results.json", result)
+            log.info("stopped (%s) after %s characters: longest solved %d", stop_reason, f"{self.chars:,}",
+                     result["solved"])
+            return result
         best = ckpt.load(self.out_dir / "best.pt", map_location=self.device)
         self.model.load_state_dict(best["model"])
         test_bpc = bits_per_character(*split_nats(self.model, self.corpus.test, self.cfg.trainer.eval_batch_size,
@@ -205,7 +241,7 @@ class Trainer:
             "stream": self.stream.state_dict(), "state": self.state.detach().cpu(),
             "chars": self.chars, "step": self.step, "train_seconds": self.train_seconds,
             "early_stopping": {"best_valid": self.best_valid, "bad_evals": self.bad_evals, "evals": self.evals},
-            "rng": rng, "vocab": self.corpus.vocab, "config": self.config_container(),
+            "rng": rng, "vocab": self.corpus.vocab if self.corpus else None, "config": self.config_container(),
         }
 
     def config_container(self) -> dict:

@@ -43,9 +43,16 @@ def main():
     args = parser.parse_args()
     args.out.mkdir(parents=True, exist_ok=True)
     runs = [spec.split("=", 1) for spec in args.run]
+    records = []
+
+    def job(spec):
+        record = run_one(spec[0], spec[1], args.common, args.out, sys.executable)
+        records.append(record)  # written as each run ends, so a killed grid still leaves what finished
+        (args.out / "summary.json").write_text(json.dumps(records, indent=1))
+        return record
+
     with ThreadPoolExecutor(args.jobs) as pool:
-        records = list(pool.map(lambda r: run_one(r[0], r[1], args.common, args.out, sys.executable), runs))
-    (args.out / "summary.json").write_text(json.dumps(records, indent=1))
+        list(pool.map(job, runs))
     print("| run | overrides | best valid BPC | test BPC | chars/s | exit |")
     print("|---|---|---:|---:|---:|---:|")
     for r in sorted(records, key=lambda r: r.get("results", {}).get("best_valid_bpc", 99)):

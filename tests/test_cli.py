@@ -83,3 +83,14 @@ def test_resume_is_bitwise_identical_to_an_uninterrupted_run(tmp_path, text_file
     drop = ("seconds", "chars_per_sec")
     strip = lambda records: [{k: v for k, v in r.items() if k not in drop} for r in records]  # noqa: E731
     assert strip(read_metrics(whole / "metrics.jsonl")) == strip(read_metrics(parts / "metrics.jsonl"))
+
+
+def test_copy_task_reports_longest_solved(tmp_path):
+    out = tmp_path / "copy"
+    result = run(["lmdni", "data=copy", "method=dni_aux", "model.hidden_size=16", "model.embedding_size=8",
+                  "trainer.batch_size=4", "trainer.max_chars=3000", "trainer.eval_every=1000", "threads=1",
+                  f"hydra.run.dir={out}"])
+    assert result.returncode == 0, result.stderr[-2000:]
+    results = json.loads((out / "results.json").read_text())
+    assert results["task"] == "copy" and results["solved"] >= 0 and results["length"] >= 1
+    assert all("error_bits_per_episode" in r and "aux_loss" in r for r in read_metrics(out / "metrics.jsonl"))

@@ -75,8 +75,8 @@ def test_train_stream_columns_windows_and_restarts():
     data = torch.arange(25)
     stream = TrainStream(data, batch_size=3, unroll=3)  # 24 predictions → 3 columns of 8
     windows = [stream.next_window() for _ in range(4)]
-    x0, y0, starts, ends = windows[0]
-    assert starts and not ends
+    x0, y0, starts, ends, mask = windows[0]
+    assert starts and not ends and mask is None
     assert x0[:, 0].tolist() == [0, 1, 2] and x0[:, 1].tolist() == [8, 9, 10]
     assert torch.equal(y0, x0 + 1)
     assert windows[1][0][:, 0].tolist() == [3, 4, 5]  # the column continues

@@ -165,3 +165,16 @@ def test_dni_head_learns_its_target(tmp_path):
         trainer.train_window()
         cosines.append(float(trainer._sg_cos) - before)
     assert sum(cosines[-50:]) / 50 > 0.3 > abs(cosines[0])
+
+
+def test_dni_aux_loss_is_nonzero_and_falls(tmp_path):
+    trainer = tiny_trainer(tmp_path, "dni_aux", ["dni.lr=0.003", "dni.scale=0.5", "dni.aux_weight=1.0",
+                                                 "trainer.lr=0.01"], periodic=True)
+    assert trainer.model.aux_synthetic_gradient is not None
+    losses = []
+    for _ in range(600):
+        before = float(trainer._aux_loss)
+        trainer.train_window()
+        losses.append(float(trainer._aux_loss) - before)
+    early, late = max(losses[20:120]), sum(losses[-100:]) / 100
+    assert early > 0 and late < 0.5 * early

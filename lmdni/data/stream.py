@@ -46,9 +46,10 @@ class TrainStream:
     def length(self) -> int:
         return self.inputs.shape[0]
 
-    def next_window(self) -> tuple[torch.Tensor, torch.Tensor, bool, bool]:
-        """(inputs, targets, starts_pass, ends_pass). `starts_pass`: reset the state before this window;
-        `ends_pass`: nothing follows this window's last step, so there is no future gradient to inject."""
+    def next_window(self):
+        """(inputs, targets, starts_pass, ends_pass, mask). `starts_pass`: reset the state before this window;
+        `ends_pass`: nothing follows this window's last step, so there is no future gradient to inject; `mask`:
+        which targets count in the loss (None: all of them)."""
         start = self.position
         stop = min(start + self.unroll, self.length)
         x, y = self.inputs[start:stop], self.targets[start:stop]
@@ -57,7 +58,7 @@ class TrainStream:
         self.position = 0 if ends_pass else stop
         if ends_pass:
             self.epoch += 1
-        return x, y, starts_pass, ends_pass
+        return x, y, starts_pass, ends_pass, None
 
     def state_dict(self) -> dict:
         return {"position": self.position, "epoch": self.epoch}

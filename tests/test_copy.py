@@ -1,0 +1,60 @@
+import torch
+
+from lmdni.data.copy import END, PATTERNS, REPEAT0, START, STOP, CopyStream
+
+
+def stream_symbols(stream, windows):
+    xs, ys, masks = [], [], []
+    for _ in range(windows):
+        x, y, _, ends, mask = stream.next_window()
+        assert not ends  # an endless stream: there is always a future
+        xs.append(x[:, 0]), ys.append(y[:, 0]), masks.append(mask[:, 0])
+    return torch.cat(xs).tolist(), torch.cat(ys).tolist(), torch.cat(masks).tolist()
+
+
+def test_copy_episodes_and_mask():
+    stream = CopyStream(batch_size=2, unroll=3, start_length=3, seed=1)
+    xs, ys, mask = stream_symbols(stream, 10)
+    assert ys[:-1] == xs[1:]  # targets are the next inputs: one continuous stream per column
+    seq = [xs[0]] + ys
+    assert seq[0] == START and seq[4] == STOP
+    assert all(0 <= s < PATTERNS for s in seq[1:4])
+    assert seq[5:8] == seq[1:4] and seq[8] == START  # the copy, then the next episode
+    counted = [y for y, m in zip(ys, mask) if m]
+    assert counted[:3] == seq[1:4]  # exactly the reproduced patterns count
+    assert mask[:7] == [False, False, False, False, True, True, True]
+
+
+def test_repeat_copy_episode():
+    stream = CopyStream(batch_size=1, unroll=5, repeat=True, start_length=2, seed=0)
+    stream.repeats = 3
+    xs, ys, mask = stream_symbols(stream, 4)
+    seq = [xs[0]] + ys
+    assert seq[0] == START and seq[3] == REPEAT0 + 2
+    assert seq[4:10] == seq[1:3] * 3 and seq[10] == END
+    assert sum(mask[:11]) == 7  # six reproduced patterns and END
+
+
+def test_curriculum_advances_below_threshold_and_counts_episodes():
+    stream = CopyStream(batch_size=4, unroll=5, start_length=2, window_episodes=8, seed=0)
+    for _ in range(10):
+        stream.next_window()
+        advanced = stream.report(0.0)  # a perfect model
+        if advanced:
+            break
+    assert advanced and stream.length == 3 and stream.solved == 2
+    for _ in range(10):
+        stream.next_window()
+        assert not stream.report(10.0)  # far above 0.15 bits per episode: stays at this level
+    assert stream.length == 3
+
+
+def test_copy_stream_resumes_exactly():
+    a = CopyStream(batch_size=3, unroll=4, seed=5, start_length=4)
+    for _ in range(7):
+        a.next_window()
+    b = CopyStream(batch_size=3, unroll=4, seed=99)
+    b.load_state_dict(a.state_dict())
+    for _ in range(5):
+        wa, wb = a.next_window(), b.next_window()
+        assert torch.equal(wa[0], wb[0]) and torch.equal(wa[4], wb[4])
