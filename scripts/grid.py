@@ -53,12 +53,13 @@ def main():
 
     with ThreadPoolExecutor(args.jobs) as pool:
         list(pool.map(job, runs))
-    print("| run | overrides | best valid BPC | test BPC | chars/s | exit |")
-    print("|---|---|---:|---:|---:|---:|")
-    for r in sorted(records, key=lambda r: r.get("results", {}).get("best_valid_bpc", 99)):
+    print("| run | overrides | best valid BPC | test BPC | copy: solved | chars | chars/s | exit |")
+    print("|---|---|---:|---:|---:|---:|---:|---:|")
+    for r in sorted(records, key=lambda r: (r.get("results", {}).get("best_valid_bpc", 99), r["name"])):
         res = r.get("results", {})
         print(f"| {r['name']} | {r['overrides']} | {res.get('best_valid_bpc', float('nan')):.4f} | "
-              f"{res.get('test_bpc', float('nan')):.4f} | {res.get('chars_per_sec', 0):,.0f} | {r['returncode']} |")
+              f"{res.get('test_bpc', float('nan')):.4f} | {res.get('solved', '')} | {res.get('chars', 0):,} | "
+              f"{res.get('chars_per_sec', 0):,.0f} | {r['returncode']} |")
 
 
 if __name__ == "__main__":

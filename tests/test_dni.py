@@ -163,8 +163,9 @@ def test_dni_head_learns_its_target(tmp_path):
     for _ in range(300):
         before = float(trainer._sg_cos)
         trainer.train_window()
-        cosines.append(float(trainer._sg_cos) - before)
-    assert sum(cosines[-50:]) / 50 > 0.3 > abs(cosines[0])
+        if trainer.step % 10 == 1:  # the cosine is sampled every 10th window (step counted before increment)
+            cosines.append(float(trainer._sg_cos) - before)
+    assert sum(cosines[-5:]) / 5 > 0.3 > abs(cosines[0])
 
 
 def test_dni_aux_loss_is_nonzero_and_falls(tmp_path):
