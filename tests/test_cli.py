@@ -94,3 +94,35 @@ def test_copy_task_reports_longest_solved(tmp_path):
     results = json.loads((out / "results.json").read_text())
     assert results["task"] == "copy" and results["solved"] >= 0 and results["length"] >= 1
     assert all("error_bits_per_episode" in r and "aux_loss" in r for r in read_metrics(out / "metrics.jsonl"))
+
+
+@pytest.fixture(scope="module")
+def two_runs(tmp_path_factory):
+    root = tmp_path_factory.mktemp("sweep")
+    text = root / "corpus.txt"
+    text.write_text("the cat sat on the mat and the dog ran far away\n" * 60, encoding="utf-8")
+    for method in ("bptt", "dni"):
+        result = run(["lmdni", f"method={method}", "data=text", f"data.path={text}", *TINY,
+                      f"hydra.run.dir={root / method}"])
+        assert result.returncode == 0, result.stderr[-1500:]
+    return root
+
+
+def test_compare_table_and_plots(two_runs, tmp_path):
+    result = run(["lmdni.compare", str(two_runs), "--target", "100", "--out", str(tmp_path)])
+    assert result.returncode == 0, result.stderr
+    rows = [line for line in result.stdout.splitlines() if line.startswith("| bptt") or line.startswith("| dni")]
+    assert len(rows) == 2 and "| 4 |" in rows[0]
+    assert "1,008" in rows[0]  # reaches the (trivial) target at the first evaluation
+    for name in ("valid_bpc_vs_chars.png", "valid_bpc_vs_seconds.png"):
+        assert (tmp_path / name).read_bytes()[:4] == b"\x89PNG"
+
+
+def test_sample_is_reproducible_and_rejects_unknown_characters(two_runs):
+    args = ["lmdni.sample", str(two_runs / "dni"), "--prime", "the ", "--length", "30", "--seed", "3",
+            "--top-k", "5"]
+    first, second = run(args), run(args)
+    assert first.returncode == 0, first.stderr
+    assert first.stdout == second.stdout and first.stdout.startswith("the ") and len(first.stdout) == 4 + 30 + 1
+    bad = run(["lmdni.sample", str(two_runs / "dni"), "--prime", "XYZ"])
+    assert bad.returncode != 0 and "never saw" in bad.stderr and "Traceback" not in bad.stderr

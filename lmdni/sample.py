@@ -1,0 +1,79 @@
+"""`lmdni-sample RUN_DIR --prime TEXT --length N --temperature X [--top-k K] [--seed S]`: text from a checkpoint."""
+from __future__ import annotations
+
+import argparse
+import sys
+from pathlib import Path
+
+import torch
+
+from .errors import CheckpointError, LmdniError
+
+
+@torch.no_grad()
+def generate(model, vocab: list[str], prime: str, length: int, temperature: float = 1.0, top_k: int = 0,
+             generator: torch.Generator | None = None) -> str:
+    """The state is carried through the prime, then symbols are drawn one at a time from the softmax."""
+    index = {s: i for i, s in enumerate(vocab)}
+    unknown = sorted({c for c in prime if c not in index})
+    if unknown:
+        raise LmdniError(f"the prime has characters the model never saw: {''.join(unknown)!r}")
+    model.eval()
+    device = next(model.parameters()).device
+    state = model.initial_state(1, device)
+    ids = [index[c] for c in prime] or [0]
+    out = model(torch.tensor(ids, device=device).view(-1, 1), state, with_synthetic_gradient=False)
+    logits, state = out.logits[-1, 0], out.state
+    produced = []
+    for _ in range(length):
+        if temperature <= 0:
+            choice = int(logits.argmax())
+        else:
+            scaled = logits / temperature
+            if top_k > 0:
+                kth = torch.topk(scaled, min(top_k, scaled.numel())).values[-1]
+                scaled = scaled.masked_fill(scaled < kth, float("-inf"))
+            choice = int(torch.multinomial(torch.softmax(scaled, -1).cpu(), 1, generator=generator))
+        produced.append(vocab[choice])
+        out = model(torch.tensor([[choice]], device=device), state, with_synthetic_gradient=False)
+        logits, state = out.logits[-1, 0], out.state
+    return "".join(produced)
+
+
+def main(argv=None) -> None:
+    from omegaconf import OmegaConf
+
+    from . import checkpoint as ckpt
+    from .run import build_model, resolve_device
+
+    parser = argparse.ArgumentParser(prog="lmdni-sample", description=__doc__.splitlines()[0])
+    parser.add_argument("run_dir", type=Path)
+    parser.add_argument("--prime", default="")
+    parser.add_argument("--length", type=int, default=200)
+    parser.add_argument("--temperature", type=float, default=1.0, help="0 = greedy")
+    parser.add_argument("--top-k", type=int, default=0)
+    parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--checkpoint", choices=("best", "last"), default="best")
+    parser.add_argument("--device", default="auto")
+    args = parser.parse_args(argv)
+    try:
+        path = args.run_dir / f"{args.checkpoint}.pt"
+        if not path.is_file():
+            raise CheckpointError(f"{args.run_dir} is not an lmdni run (no {args.checkpoint}.pt)")
+        payload = ckpt.load(path)
+        if not payload.get("vocab"):
+            raise CheckpointError(f"{path} was trained on a generated task (copy), not text: nothing to sample")
+        cfg = OmegaConf.create(payload["config"])
+        model = build_model(cfg, len(payload["vocab"]))
+        model.load_state_dict(payload["model"])
+        model.to(resolve_device(args.device))
+        text = generate(model, payload["vocab"], args.prime, args.length, args.temperature, args.top_k,
+                        torch.Generator().manual_seed(args.seed))
+    except LmdniError as exc:
+        print(f"lmdni-sample: error: {exc}", file=sys.stderr)
+        sys.exit(2)
+    print(args.prime + text)
+
+
+if __name__ == "__main__":
+    main()
