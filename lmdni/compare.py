@@ -69,6 +69,24 @@ def table(runs: list[dict], target: float | None) -> str:
     return "\n".join(lines)
 
 
+def pivot(runs: list[dict]) -> str:
+    """The paper's Table 1 shape: best valid BPC (or longest solved length for copy tasks), method × unroll."""
+    def value(run):
+        if "solved" in run["results"]:
+            return str(run["results"]["solved"])
+        recs = [r["valid_bpc"] for r in run["records"] if "valid_bpc" in r]
+        return f"{min(recs):.4f}" if recs else ""
+
+    unrolls = sorted({r["unroll"] for r in runs}, key=lambda u: (not isinstance(u, int), u))
+    methods = sorted({r["method"] for r in runs})
+    cells = {(r["method"], r["unroll"]): value(r) for r in runs}
+    lines = ["| method | " + " | ".join(f"T={u}" for u in unrolls) + " |",
+             "|---|" + "---:|" * len(unrolls)]
+    for method in methods:
+        lines.append(f"| {method} | " + " | ".join(cells.get((method, u), "") for u in unrolls) + " |")
+    return "\n".join(lines)
+
+
 def plot(runs: list[dict], out: Path) -> list[Path]:
     import matplotlib
 
@@ -100,12 +118,16 @@ def main(argv=None) -> None:
     parser.add_argument("--target", type=float, default=None, help="report characters/seconds to reach this BPC")
     parser.add_argument("--out", type=Path, default=Path("."), help="where the PNGs go")
     parser.add_argument("--no-plot", action="store_true")
+    parser.add_argument("--pivot", action="store_true", help="also print method × unroll (the paper's Table 1)")
     args = parser.parse_args(argv)
     runs = [describe(run) for run in find_runs(args.runs)]
     if not runs:
         print("lmdni-compare: error: no runs (directories with metrics.jsonl) under the given paths", file=sys.stderr)
         sys.exit(2)
     print(table(runs, args.target))
+    if args.pivot:
+        print()
+        print(pivot(runs))
     if not args.no_plot:
         try:
             args.out.mkdir(parents=True, exist_ok=True)

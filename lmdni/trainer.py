@@ -39,6 +39,8 @@ class Trainer:
             raise ConfigError(f"method must be one of {', '.join(METHODS)}, got {cfg.method!r}")
         self.cfg, self.model, self.corpus, self.stream = cfg, model, corpus, stream
         self.out_dir, self.device = Path(out_dir), device
+        if hasattr(stream, "to"):
+            stream.to(device)
         self.curriculum = hasattr(stream, "report")  # copy tasks: no validation text, a curriculum instead
         self.dni = cfg.method in ("dni", "dni_aux")
         self.aux = cfg.method == "dni_aux"
@@ -54,6 +56,9 @@ class Trainer:
         self.chars, self.step, self.train_seconds = 0, 0, 0.0
         self.best_valid, self.bad_evals, self.evals = math.inf, 0, 0
         self._stop_requested = False
+        if tc.on_nonfinite not in ("stop", "skip"):
+            raise ConfigError(f"trainer.on_nonfinite must be stop or skip, got {tc.on_nonfinite!r}")
+        self.skip_nonfinite, self.skipped = tc.on_nonfinite == "skip", 0
         self._reset_interval()
 
     def request_stop(self, signum=None, frame=None) -> None:
@@ -74,6 +79,12 @@ class Trainer:
             losses = F.cross_entropy(out.logits.reshape(-1, out.logits.shape[-1]), y.reshape(-1), reduction="none")
             loss_sum = (losses * mask.to(self.device).reshape(-1)).sum()
         n_tokens = y.numel()
+        if self.skip_nonfinite and not torch.isfinite(loss_sum):  # costs a sync per window: only when asked for
+            log.warning("skipping window at step %d: non-finite loss; state reset", self.step)
+            self.state = self.model.initial_state(x.shape[1], self.device)
+            self.skipped += 1
+            self.step += 1
+            return
         self.optimizer.zero_grad(set_to_none=True)
         if self.dni:
             injected = injected_gradient(out.synthetic_gradient, self.cfg.dni.scale, ends_pass, self.cfg.dni.ablation)

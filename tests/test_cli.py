@@ -126,3 +126,26 @@ def test_sample_is_reproducible_and_rejects_unknown_characters(two_runs):
     assert first.stdout == second.stdout and first.stdout.startswith("the ") and len(first.stdout) == 4 + 30 + 1
     bad = run(["lmdni.sample", str(two_runs / "dni"), "--prime", "XYZ"])
     assert bad.returncode != 0 and "never saw" in bad.stderr and "Traceback" not in bad.stderr
+
+
+def test_unknown_key_and_wrong_type_are_one_line_errors(tmp_path, text_file):
+    base = ["lmdni", "data=text", f"data.path={text_file}", *TINY, f"hydra.run.dir={tmp_path / 'r'}"]
+    unknown = run([*base, "trainer.unrol=4"])
+    assert unknown.returncode != 0 and "unrol" in unknown.stderr and "Traceback" not in unknown.stderr
+    wrong = run([*base, "trainer.unroll=four"])
+    assert wrong.returncode != 0 and "trainer.unroll must be an integer" in wrong.stderr
+
+
+def test_checkpoint_of_another_model_shape_is_refused(two_runs):
+    result = run(["lmdni.cli_eval", str(two_runs / "bptt"), "--data-root", "x"])
+    assert result.returncode == 0 or "Traceback" not in result.stderr  # text data ignores data.root
+    import torch
+
+    payload = torch.load(two_runs / "bptt" / "best.pt", weights_only=True)
+    payload["config"]["model"]["hidden_size"] = 32
+    bad = two_runs / "bad_shape"
+    bad.mkdir(exist_ok=True)
+    torch.save(payload, bad / "best.pt")
+    refused = run(["lmdni.cli_eval", str(bad)])
+    assert refused.returncode != 0 and "does not match the configured model" in refused.stderr
+    assert "Traceback" not in refused.stderr

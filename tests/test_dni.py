@@ -179,3 +179,31 @@ def test_dni_aux_loss_is_nonzero_and_falls(tmp_path):
         losses.append(float(trainer._aux_loss) - before)
     early, late = max(losses[20:120]), sum(losses[-100:]) / 100
     assert early > 0 and late < 0.5 * early
+
+
+def test_non_finite_loss_stops_with_a_clear_message(tmp_path):
+    from lmdni.errors import DivergenceError
+    from lmdni.metrics import MetricsLog
+
+    trainer = tiny_trainer(tmp_path, "dni", ["trainer.eval_every=96", "trainer.max_chars=2000"])
+    metrics = MetricsLog(tmp_path / "metrics.jsonl")
+    for _ in range(10):
+        trainer.train_window()
+    trainer.evaluate_and_save(metrics)  # a good checkpoint exists
+    good = torch.load(tmp_path / "last.pt", weights_only=True)["model"]["decoder.bias"].clone()
+    with torch.no_grad():
+        trainer.model.decoder.bias[0] = float("nan")
+    with pytest.raises(DivergenceError, match=r"non-finite training loss by step \d+"):
+        trainer.train(metrics)
+    kept = torch.load(tmp_path / "last.pt", weights_only=True)["model"]["decoder.bias"]
+    assert torch.equal(kept, good)  # the last good checkpoint was not overwritten
+
+
+def test_skip_mode_drops_non_finite_windows_and_goes_on(tmp_path):
+    trainer = tiny_trainer(tmp_path, "bptt", ["trainer.on_nonfinite=skip"])
+    with torch.no_grad():
+        trainer.model.embedding.weight[3] = float("nan")  # every window that reads symbol 3 is non-finite
+    for _ in range(20):
+        trainer.train_window()
+    assert trainer.skipped > 0 and trainer.step == 20
+    assert torch.isfinite(trainer._nats)  # the windows that were trained on stayed finite

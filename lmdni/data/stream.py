@@ -46,6 +46,11 @@ class TrainStream:
     def length(self) -> int:
         return self.inputs.shape[0]
 
+    def to(self, device) -> "TrainStream":
+        """Keep the columns on the training device: no host-to-device copy per window."""
+        self.inputs, self.targets = self.inputs.to(device), self.targets.to(device)
+        return self
+
     def next_window(self):
         """(inputs, targets, starts_pass, ends_pass, mask). `starts_pass`: reset the state before this window;
         `ends_pass`: nothing follows this window's last step, so there is no future gradient to inject; `mask`:
