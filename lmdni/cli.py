@@ -36,8 +36,9 @@ def train_task(cfg) -> dict:
     from .metrics import MetricsLog
     from .run import build_trainer
 
-    out_dir = Path(HydraConfig.get().runtime.output_dir)
-    trainer = build_trainer(cfg, out_dir)
+    trainer = build_trainer(cfg, Path(HydraConfig.get().runtime.output_dir))
+    # torchrun: every rank works in rank 0's run dir (the others were given a scratch dir, see train_main)
+    trainer.out_dir = out_dir = Path(trainer.dist.broadcast_object(str(trainer.out_dir)))
     metrics = MetricsLog(out_dir / "metrics.jsonl")
     last = out_dir / "last.pt"
     if cfg.trainer.resume and last.exists():
@@ -51,10 +52,24 @@ def train_task(cfg) -> dict:
     finally:
         for sig, handler in previous.items():
             signal.signal(sig, handler)
+        trainer.dist.close()
+
+
+def _quiet_secondary_rank() -> None:
+    """Under torchrun only rank 0 owns a Hydra run dir and logs; the others get a throwaway dir and no log files."""
+    import os
+    import tempfile
+
+    if int(os.environ.get("WORLD_SIZE", "1")) > 1 and int(os.environ.get("RANK", "0")) > 0:
+        scratch = tempfile.mkdtemp(prefix=f"lmdni-rank{os.environ['RANK']}-")
+        sys.argv += [f"hydra.run.dir={scratch}", "hydra.output_subdir=null", "hydra/job_logging=disabled",
+                     "hydra/hydra_logging=disabled"]
 
 
 def train_main() -> None:
     import hydra
+
+    _quiet_secondary_rank()
 
     @hydra.main(version_base="1.3", config_path=str(config_dir()), config_name="train")
     def _main(cfg):

@@ -54,14 +54,18 @@ def build_model(cfg, vocab_size: int) -> LSTMCore:
                     sg_num_layers=cfg.dni.head_num_layers, aux_head=cfg.method == "dni_aux")
 
 
-def build_trainer(cfg, out_dir):
+def build_trainer(cfg, out_dir, distributed=None):
+    from .distributed import Distributed
     from .trainer import Trainer
 
     validate(cfg)
     if cfg.get("threads"):
         torch.set_num_threads(int(cfg.threads))
-    device = resolve_device(str(cfg.device))
+    distributed = distributed or Distributed()
+    device = distributed.init(resolve_device(str(cfg.device)))
     if cfg.data.name in ("copy", "repeat_copy"):
+        if distributed.enabled:
+            raise ConfigError("copy tasks run in one process (their curriculum is per process); drop torchrun")
         corpus = None
         d = cfg.data
         stream = CopyStream(cfg.trainer.batch_size, cfg.trainer.unroll, repeat=d.name == "repeat_copy", seed=cfg.seed,
@@ -70,8 +74,9 @@ def build_trainer(cfg, out_dir):
         vocab_size = stream.vocab_size
     else:
         corpus = load_corpus(cfg.data)
-        stream = TrainStream(corpus.train, cfg.trainer.batch_size, cfg.trainer.unroll)
+        stream = TrainStream(corpus.train, cfg.trainer.batch_size, cfg.trainer.unroll,
+                             distributed.columns(cfg.trainer.batch_size))
         vocab_size = corpus.vocab_size
     seed_everything(cfg.seed)
     model = build_model(cfg, vocab_size).to(device)
-    return Trainer(cfg, model, corpus, stream, out_dir, device)
+    return Trainer(cfg, model, corpus, stream, out_dir, device, distributed)

@@ -23,7 +23,9 @@ from .boundary import resolve_fused, synthetic_gradient_loss
 from .dni import aux_loss, backward_window, bootstrapped_target, injected_gradient
 from .errors import ConfigError, DivergenceError, LmdniError
 from .evaluate import bits_per_character, split_nats
+from .distributed import Distributed
 from .metrics import MetricsLog
+from .resume import restore, snapshot
 
 log = logging.getLogger(__name__)
 METHODS = ("bptt", "dni", "dni_aux")
@@ -34,10 +36,11 @@ class Interrupted(LmdniError):
 
 
 class Trainer:
-    def __init__(self, cfg, model, corpus, stream, out_dir: Path, device: torch.device):
+    def __init__(self, cfg, model, corpus, stream, out_dir: Path, device: torch.device, distributed=None):
         if cfg.method not in METHODS:
             raise ConfigError(f"method must be one of {', '.join(METHODS)}, got {cfg.method!r}")
         self.cfg, self.model, self.corpus, self.stream = cfg, model, corpus, stream
+        self.dist = distributed or Distributed()
         self.out_dir, self.device = Path(out_dir), device
         if hasattr(stream, "to"):
             stream.to(device)
@@ -49,10 +52,11 @@ class Trainer:
         core_params = [p for name, p in model.named_parameters() if not name.startswith("synthetic_gradient.")]
         self.core_params = core_params
         # fused Adam: one kernel over all parameters instead of a loop of small ones (CPU and CUDA)
+        self.head_params = list(head.parameters()) if head is not None else []
         self.optimizer = torch.optim.Adam(core_params, lr=tc.lr, fused=True)
-        self.sg_optimizer = torch.optim.Adam(head.parameters(), lr=cfg.dni.lr, fused=True) if self.dni else None
+        self.sg_optimizer = torch.optim.Adam(self.head_params, lr=cfg.dni.lr, fused=True) if self.dni else None
         self.fused = resolve_fused(cfg.dni.fused, device, head) if self.dni else False
-        self.state = model.initial_state(tc.batch_size, device)
+        self.state = None  # the carried state of this process's columns, made at the first window
         self.chars, self.step, self.train_seconds = 0, 0, 0.0
         self.best_valid, self.bad_evals, self.evals = math.inf, 0, 0
         self._stop_requested = False
@@ -69,7 +73,7 @@ class Trainer:
     def train_window(self) -> None:
         x, y, starts_pass, ends_pass, mask = self.stream.next_window()
         x, y = x.to(self.device, non_blocking=True), y.to(self.device, non_blocking=True)
-        if starts_pass:
+        if starts_pass or self.state is None:
             self.state = self.model.initial_state(x.shape[1], self.device)
         start = self.state.detach().requires_grad_(self.dni)
         out = self.model(x, start, with_synthetic_gradient=self.dni)
@@ -79,7 +83,8 @@ class Trainer:
             losses = F.cross_entropy(out.logits.reshape(-1, out.logits.shape[-1]), y.reshape(-1), reduction="none")
             loss_sum = (losses * mask.to(self.device).reshape(-1)).sum()
         n_tokens = y.numel()
-        if self.skip_nonfinite and not torch.isfinite(loss_sum):  # costs a sync per window: only when asked for
+        # costs a sync per window, so only when asked for; collective, so that all ranks skip the same window
+        if self.skip_nonfinite and self.dist.any(not bool(torch.isfinite(loss_sum)), self.device):
             log.warning("skipping window at step %d: non-finite loss; state reset", self.step)
             self.state = self.model.initial_state(x.shape[1], self.device)
             self.skipped += 1
@@ -99,6 +104,7 @@ class Trainer:
             sg_loss = synthetic_gradient_loss(self.model.synthetic_gradient, start, out.start_synthetic_gradient,
                                               target, self.cfg.dni.loss_weight, self.fused)
             sg_loss.backward()
+            self.dist.average_gradients(self.head_params)
             self.sg_optimizer.step()
             self._sg_loss += sg_loss.detach()
             if self.step % 10 == 0:  # a diagnostic: sampled every 10th window to keep it off the hot path
@@ -107,6 +113,7 @@ class Trainer:
                 self._cos_samples += 1
         else:
             (loss_sum / n_tokens).backward()
+        self.dist.average_gradients(self.core_params)
         if self.cfg.trainer.clip > 0:
             self._grad_norm += torch.nn.utils.clip_grad_norm_(self.core_params, self.cfg.trainer.clip).detach()
         self.optimizer.step()
@@ -116,7 +123,7 @@ class Trainer:
         self._nats += loss_sum.detach()
         self._count += n_tokens
         self._windows += 1
-        self.chars += n_tokens
+        self.chars += n_tokens * self.dist.world  # characters of the whole batch, over all ranks
         self.step += 1
 
     # ------------------------------------------------------------------------------------------------ the loop
@@ -137,7 +144,7 @@ class Trainer:
                     self._check_finite()
                     elapsed = self.train_seconds + time.perf_counter() - tick
                     bar.set_postfix(bpc=f"{self._interval_bpc():.3f}", cps=f"{self.chars / max(elapsed, 1e-9):,.0f}")
-                if self._stop_requested:
+                if self.dist.any(self._stop_requested, self.device):  # every rank stops at the same window
                     self.train_seconds += time.perf_counter() - tick
                     tick = time.perf_counter()
                     self.save("last.pt")
@@ -165,8 +172,9 @@ class Trainer:
         return self.finish(stop_reason)
 
     def _check_finite(self) -> None:
-        for name, value in (("training loss", self._nats), ("synthetic-gradient loss", self._sg_loss)):
-            if not math.isfinite(float(value)):
+        values = self.dist.sum(torch.stack([self._nats, self._sg_loss]))  # ranks must agree, or they deadlock
+        for name, value in zip(("training loss", "synthetic-gradient loss"), values.tolist()):
+            if not math.isfinite(value):
                 raise DivergenceError(f"non-finite {name} by step {self.step} ({self.chars:,} characters); "
                                       f"the last good checkpoint is {self.out_dir / 'last.pt'}")
 
@@ -178,8 +186,19 @@ class Trainer:
     def _interval_bpc(self) -> float:
         return bits_per_character(float(self._nats), max(self._count, 1))
 
+    def _gather_interval(self) -> None:
+        """Sum the interval's statistics over ranks (the SG diagnostics are then averaged)."""
+        if not self.dist.enabled:
+            return
+        totals = self.dist.sum(torch.stack([self._nats, self._sg_loss, self._sg_cos, self._grad_norm, self._aux_loss,
+                                            torch.tensor(float(self._count), device=self.device)]))
+        self._nats = totals[0]
+        self._sg_loss, self._sg_cos, self._grad_norm, self._aux_loss = (v / self.dist.world for v in totals[1:5])
+        self._count = int(totals[5].item())
+
     def evaluate_and_save(self, metrics: MetricsLog) -> bool:
         self._check_finite()
+        self._gather_interval()
         tc = self.cfg.trainer
         record = {"step": self.step, "chars": self.chars, "epoch": self.stream.epoch,
                   "seconds": round(self.train_seconds, 3), "train_bpc": self._interval_bpc(),
@@ -207,7 +226,8 @@ class Trainer:
             self.bad_evals += 1
         if not self.curriculum:
             record["best_valid_bpc"] = self.best_valid
-        metrics.write(record)
+        if self.dist.is_main:
+            metrics.write(record)
         if self.curriculum:
             log.info("chars %s  length %d  repeats %d  solved %d  error %.3f bits/episode", f"{self.chars:,}",
                      record["length"], record["repeats"], record["solved"], record["error_bits_per_episode"])
@@ -225,7 +245,8 @@ class Trainer:
             result = {"method": self.cfg.method, "unroll": self.cfg.trainer.unroll, "task": self.cfg.data.name,
                       **self.stream.status(), "chars": self.chars, "seconds": round(self.train_seconds, 3),
                       "chars_per_sec": self.chars / max(self.train_seconds, 1e-9), "stop_reason": stop_reason}
-            ckpt.save_json(self.out_dir / "results.json", result)
+            if self.dist.is_main:
+                ckpt.save_json(self.out_dir / "results.json", result)
             log.info("stopped (%s) after %s characters: longest solved %d", stop_reason, f"{self.chars:,}",
                      result["solved"])
             return result
@@ -237,44 +258,19 @@ class Trainer:
                   "test_bpc": test_bpc, "best_chars": best["chars"], "chars": self.chars,
                   "seconds": round(self.train_seconds, 3), "chars_per_sec": self.chars / max(self.train_seconds, 1e-9),
                   "stop_reason": stop_reason}
-        ckpt.save_json(self.out_dir / "results.json", result)
+        if self.dist.is_main:
+            ckpt.save_json(self.out_dir / "results.json", result)
         log.info("stopped (%s) after %s characters: best valid BPC %.4f, test BPC %.4f (best checkpoint)",
                  stop_reason, f"{self.chars:,}", self.best_valid, test_bpc)
         return result
 
     # ------------------------------------------------------------------------------------------ checkpointing
-    def state_dict(self) -> dict:
-        rng = {"torch": torch.get_rng_state()}
-        if self.device.type == "cuda":
-            rng["cuda"] = torch.cuda.get_rng_state(self.device)
-        return {
-            "model": ckpt.strip_compile_prefix(self.model.state_dict()),
-            "optimizer": self.optimizer.state_dict(),
-            "sg_optimizer": self.sg_optimizer.state_dict() if self.sg_optimizer else None,
-            "stream": self.stream.state_dict(), "state": self.state.detach().cpu(),
-            "chars": self.chars, "step": self.step, "train_seconds": self.train_seconds,
-            "early_stopping": {"best_valid": self.best_valid, "bad_evals": self.bad_evals, "evals": self.evals},
-            "rng": rng, "vocab": self.corpus.vocab if self.corpus else None, "config": self.config_container(),
-        }
-
-    def config_container(self) -> dict:
-        from omegaconf import OmegaConf
-
-        return OmegaConf.to_container(self.cfg, resolve=True)
-
     def save(self, name: str) -> None:
-        ckpt.save(self.out_dir / name, self.state_dict())
+        """Collective in data-parallel runs (the carried state is gathered from every rank); rank 0 writes."""
+        payload = snapshot(self)
+        if self.dist.is_main:
+            ckpt.save(self.out_dir / name, payload)
+        self.dist.sum(torch.zeros(1, device=self.device))  # nobody reads the file before it is complete
 
     def load_state_dict(self, payload: dict) -> None:
-        self.model.load_state_dict(payload["model"])
-        self.optimizer.load_state_dict(payload["optimizer"])
-        if self.sg_optimizer is not None and payload.get("sg_optimizer"):
-            self.sg_optimizer.load_state_dict(payload["sg_optimizer"])
-        self.stream.load_state_dict(payload["stream"])
-        self.state = payload["state"].to(self.device)
-        self.chars, self.step, self.train_seconds = payload["chars"], payload["step"], payload["train_seconds"]
-        stopping = payload["early_stopping"]
-        self.best_valid, self.bad_evals, self.evals = stopping["best_valid"], stopping["bad_evals"], stopping["evals"]
-        torch.set_rng_state(payload["rng"]["torch"])
-        if "cuda" in payload["rng"] and self.device.type == "cuda":
-            torch.cuda.set_rng_state(payload["rng"]["cuda"], self.device)
+        restore(self, payload)

@@ -149,3 +149,56 @@ def test_checkpoint_of_another_model_shape_is_refused(two_runs):
     refused = run(["lmdni.cli_eval", str(bad)])
     assert refused.returncode != 0 and "does not match the configured model" in refused.stderr
     assert "Traceback" not in refused.stderr
+
+
+def test_sigterm_saves_and_exits_nonzero(tmp_path, text_file):
+    import signal
+    import time
+
+    out = tmp_path / "term"
+    args = [sys.executable, "-m", "lmdni", "data=text", f"data.path={text_file}", *TINY,
+            "trainer.max_chars=100000000", f"hydra.run.dir={out}"]
+    proc = subprocess.Popen(args, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    deadline = time.time() + 120
+    while not (out / "last.pt").exists() and time.time() < deadline:  # training is under way
+        time.sleep(0.2)
+    proc.send_signal(signal.SIGTERM)
+    _, stderr = proc.communicate(timeout=120)
+    assert proc.returncode != 0
+    assert "interrupted at" in stderr and "to resume" in stderr and "Traceback" not in stderr
+    import torch
+
+    import re
+
+    saved = torch.load(out / "last.pt", weights_only=True)
+    interrupted_at = int(re.search(r"interrupted at ([\d,]+) characters", stderr).group(1).replace(",", ""))
+    assert saved["chars"] == interrupted_at  # saved at the interruption itself, not at the last evaluation
+
+
+@pytest.mark.parametrize("method", ["bptt", "dni"])
+def test_torchrun_two_processes_match_one_process(tmp_path, text_file, method):
+    """Data parallel on CPU (gloo): 2 ranks × 4 columns train like 1 process × 8 columns."""
+    import torch
+
+    common = [f"method={method}", "data=text", f"data.path={text_file}", "model.hidden_size=16",
+              "model.embedding_size=8", "trainer.batch_size=8", "trainer.unroll=4", "trainer.max_chars=1600",
+              "trainer.eval_every=800", "trainer.eval_batch_size=4", "threads=1", "dni.lr=0.01"]
+    single = run(["lmdni", *common, f"hydra.run.dir={tmp_path / 'one'}"])
+    assert single.returncode == 0, single.stderr[-2000:]
+    env = {**os.environ, "OMP_NUM_THREADS": "1"}
+    ddp = subprocess.run([sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node=2",
+                          "-m", "lmdni", *common, f"hydra.run.dir={tmp_path / 'two'}"],
+                         capture_output=True, text=True, env=env, timeout=300)
+    assert ddp.returncode == 0, ddp.stderr[-3000:]
+    one, two = read_metrics(tmp_path / "one" / "metrics.jsonl"), read_metrics(tmp_path / "two" / "metrics.jsonl")
+    assert len(one) == len(two) == 2  # rank 0 alone wrote its metrics, once per evaluation
+    for a, b in zip(one, two):
+        assert a["chars"] == b["chars"]
+        for key in ("train_bpc", "valid_bpc"):
+            assert b[key] == pytest.approx(a[key], rel=1e-5)
+    wa = torch.load(tmp_path / "one" / "last.pt", weights_only=True)
+    wb = torch.load(tmp_path / "two" / "last.pt", weights_only=True)
+    for key, value in wa["model"].items():
+        torch.testing.assert_close(wb["model"][key], value, rtol=1e-4, atol=1e-5)
+    torch.testing.assert_close(wb["state"], wa["state"], rtol=1e-4, atol=1e-5)  # all 8 columns gathered
+    assert not list(tmp_path.glob("two/*rank*"))  # no duplicate run dirs

@@ -34,10 +34,12 @@ class TrainStream:
     they are what an exact resume needs.
     """
 
-    def __init__(self, data: torch.Tensor, batch_size: int, unroll: int):
+    def __init__(self, data: torch.Tensor, batch_size: int, unroll: int, columns: slice = slice(None)):
+        """`columns`: the share of the `batch_size` columns this process reads (data-parallel training)."""
         if unroll < 1:
             raise ConfigError(f"trainer.unroll must be >= 1, got {unroll}")
-        self.inputs, self.targets = _columns(data, batch_size)
+        inputs, targets = _columns(data, batch_size)
+        self.inputs, self.targets = inputs[:, columns].contiguous(), targets[:, columns].contiguous()
         self.unroll = unroll
         self.position = 0
         self.epoch = 0

@@ -1,0 +1,55 @@
+"""What an exact resume needs, as a plain dict: model and SG head, both optimizers, the stream position, the carried
+state, counters, early-stopping state and the RNG states — and putting it all back."""
+from __future__ import annotations
+
+import torch
+
+from .checkpoint import strip_compile_prefix
+
+
+def _rng_state(device: torch.device) -> dict:
+    rng = {"torch": torch.get_rng_state()}
+    if device.type == "cuda":
+        rng["cuda"] = torch.cuda.get_rng_state(device)
+    return rng
+
+
+def snapshot(trainer) -> dict:
+    """Collective in data-parallel runs: the carried state and RNG states of every rank are gathered."""
+    from omegaconf import OmegaConf
+
+    state = trainer.dist.gather_rows(trainer.state.detach()) if trainer.state is not None else None
+    return {
+        "model": strip_compile_prefix(trainer.model.state_dict()),
+        "optimizer": trainer.optimizer.state_dict(),
+        "sg_optimizer": trainer.sg_optimizer.state_dict() if trainer.sg_optimizer else None,
+        "stream": trainer.stream.state_dict(),
+        "state": state.cpu() if state is not None else None,
+        "chars": trainer.chars, "step": trainer.step, "train_seconds": trainer.train_seconds,
+        "early_stopping": {"best_valid": trainer.best_valid, "bad_evals": trainer.bad_evals, "evals": trainer.evals},
+        "rng": trainer.dist.gather_objects(_rng_state(trainer.device)),  # one per rank
+        "vocab": trainer.corpus.vocab if trainer.corpus else None,
+        "config": OmegaConf.to_container(trainer.cfg, resolve=True),
+    }
+
+
+def restore(trainer, payload: dict) -> None:
+    trainer.model.load_state_dict(payload["model"])
+    trainer.optimizer.load_state_dict(payload["optimizer"])
+    if trainer.sg_optimizer is not None and payload.get("sg_optimizer"):
+        trainer.sg_optimizer.load_state_dict(payload["sg_optimizer"])
+    trainer.stream.load_state_dict(payload["stream"])
+    state = payload["state"]
+    if state is not None:
+        rows = trainer.dist.columns(state.shape[0])  # this rank's columns of the carried state
+        trainer.state = state[rows].to(trainer.device)
+    trainer.chars, trainer.step = payload["chars"], payload["step"]
+    trainer.train_seconds = payload["train_seconds"]
+    stopping = payload["early_stopping"]
+    trainer.best_valid, trainer.bad_evals = stopping["best_valid"], stopping["bad_evals"]
+    trainer.evals = stopping["evals"]
+    rngs = payload["rng"]
+    rng = rngs[trainer.dist.rank] if len(rngs) == trainer.dist.world else rngs[0]
+    torch.set_rng_state(rng["torch"])
+    if "cuda" in rng and trainer.device.type == "cuda":
+        torch.cuda.set_rng_state(rng["cuda"], trainer.device)

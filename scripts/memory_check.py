@@ -1,0 +1,55 @@
+"""Resident memory stays flat over a long run: the graph of every window is freed.
+
+    python scripts/memory_check.py --windows 20000 --method dni
+
+Prints RSS after 2,000 windows and after --windows windows, and their ratio (exit 1 if it grew more than 5%).
+"""
+from __future__ import annotations
+
+import argparse
+import sys
+from pathlib import Path
+
+import torch
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+
+
+def rss_mb() -> float:
+    for line in Path("/proc/self/status").read_text().splitlines():
+        if line.startswith("VmRSS:"):
+            return int(line.split()[1]) / 1024
+    raise RuntimeError("no VmRSS in /proc/self/status")
+
+
+def main():
+    from bench import config
+
+    from lmdni.data import Corpus, TrainStream
+    from lmdni.run import build_model
+    from lmdni.trainer import Trainer
+
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--windows", type=int, default=20000)
+    parser.add_argument("--method", default="dni")
+    parser.add_argument("--hidden", type=int, default=64)
+    args = parser.parse_args()
+    torch.set_num_threads(1)
+    cfg = config(args.method, argparse.Namespace(hidden=args.hidden, batch=16, unroll=4, device="cpu", overrides=[]))
+    data = torch.randint(50, (200_000,), generator=torch.Generator().manual_seed(0))
+    corpus = Corpus([str(i) for i in range(50)], data, data[:1000], data[:1000])
+    model = build_model(cfg, 50)
+    trainer = Trainer(cfg, model, corpus, TrainStream(data, 16, 4), "/tmp", torch.device("cpu"))
+    readings = {}
+    for window in range(1, args.windows + 1):
+        trainer.train_window()
+        if window in (2000, args.windows):
+            readings[window] = rss_mb()
+            print(f"after {window:,} windows: RSS {readings[window]:.1f} MB", flush=True)
+    ratio = readings[args.windows] / readings[2000]
+    print(f"ratio {ratio:.3f} ({args.method}, hidden {args.hidden}, batch 16, unroll 4)")
+    sys.exit(0 if ratio <= 1.05 else 1)
+
+
+if __name__ == "__main__":
+    main()
