@@ -25,8 +25,10 @@ def validate(cfg) -> None:
         value = OmegaConf.select(cfg, key)
         if isinstance(value, bool) or not isinstance(value, (int, float)) or value < 0:
             raise ConfigError(f"{key} must be a non-negative number, got {value!r}")
-    if cfg.method not in ("bptt", "dni", "dni_aux"):
-        raise ConfigError(f"method must be one of bptt, dni, dni_aux, got {cfg.method!r}")
+    from .trainer import METHODS
+
+    if cfg.method not in METHODS:
+        raise ConfigError(f"method must be one of {', '.join(METHODS)}, got {cfg.method!r}")
     if cfg.dni.ablation not in ("none", "shuffle"):
         raise ConfigError(f"dni.ablation must be none or shuffle, got {cfg.dni.ablation!r}")
     if cfg.device not in ("auto", "cpu", "cuda") and not str(cfg.device).startswith("cuda:"):

@@ -21,9 +21,9 @@ from tqdm.auto import tqdm
 from . import checkpoint as ckpt
 from .boundary import resolve_fused, synthetic_gradient_loss
 from .dni import aux_loss, backward_window, bootstrapped_target, injected_gradient
+from .distributed import Distributed
 from .errors import ConfigError, DivergenceError, LmdniError
 from .evaluate import bits_per_character, split_nats
-from .distributed import Distributed
 from .metrics import MetricsLog
 from .resume import restore, snapshot
 
@@ -49,11 +49,11 @@ class Trainer:
         self.aux = cfg.method == "dni_aux"
         tc = cfg.trainer
         head = model.synthetic_gradient
-        core_params = [p for name, p in model.named_parameters() if not name.startswith("synthetic_gradient.")]
-        self.core_params = core_params
-        # fused Adam: one kernel over all parameters instead of a loop of small ones (CPU and CUDA)
+        # the SG head has its own optimizer; everything else (DNI+Aux's head included) is the core's
+        self.core_params = [p for name, p in model.named_parameters() if not name.startswith("synthetic_gradient.")]
         self.head_params = list(head.parameters()) if head is not None else []
-        self.optimizer = torch.optim.Adam(core_params, lr=tc.lr, fused=True)
+        # fused Adam: one kernel over all parameters instead of a loop of small ones (CPU and CUDA)
+        self.optimizer = torch.optim.Adam(self.core_params, lr=tc.lr, fused=True)
         self.sg_optimizer = torch.optim.Adam(self.head_params, lr=cfg.dni.lr, fused=True) if self.dni else None
         self.fused = resolve_fused(cfg.dni.fused, device, head) if self.dni else False
         self.state = None  # the carried state of this process's columns, made at the first window
@@ -92,25 +92,7 @@ class Trainer:
             return
         self.optimizer.zero_grad(set_to_none=True)
         if self.dni:
-            injected = injected_gradient(out.synthetic_gradient, self.cfg.dni.scale, ends_pass, self.cfg.dni.ablation)
-            extra = None
-            if self.aux:
-                aux = aux_loss(out.aux_prediction, out.synthetic_gradient)
-                extra = self.cfg.dni.aux_weight * aux
-                self._aux_loss += aux.detach()
-            backward_window(loss_sum, n_tokens, out.state, injected, extra)
-            target = bootstrapped_target(start, n_tokens)
-            self.sg_optimizer.zero_grad(set_to_none=True)
-            sg_loss = synthetic_gradient_loss(self.model.synthetic_gradient, start, out.start_synthetic_gradient,
-                                              target, self.cfg.dni.loss_weight, self.fused)
-            sg_loss.backward()
-            self.dist.average_gradients(self.head_params)
-            self.sg_optimizer.step()
-            self._sg_loss += sg_loss.detach()
-            if self.step % 10 == 0:  # a diagnostic: sampled every 10th window to keep it off the hot path
-                self._sg_cos += F.cosine_similarity(out.start_synthetic_gradient.detach().flatten(),
-                                                    target.flatten(), dim=0, eps=1e-12)
-                self._cos_samples += 1
+            self._dni_backward(start, out, loss_sum, n_tokens, ends_pass)
         else:
             (loss_sum / n_tokens).backward()
         self.dist.average_gradients(self.core_params)
@@ -125,6 +107,29 @@ class Trainer:
         self._windows += 1
         self.chars += n_tokens * self.dist.world  # characters of the whole batch, over all ranks
         self.step += 1
+
+    def _dni_backward(self, start, out, loss_sum, n_tokens: int, ends_pass: bool) -> None:
+        """The window's backward with the injected SG, then the head's regression onto the bootstrapped target."""
+        dni = self.cfg.dni
+        injected = injected_gradient(out.synthetic_gradient, dni.scale, ends_pass, dni.ablation)
+        extra = None
+        if self.aux:
+            aux = aux_loss(out.aux_prediction, out.synthetic_gradient)
+            extra = dni.aux_weight * aux
+            self._aux_loss += aux.detach()
+        backward_window(loss_sum, n_tokens, out.state, injected, extra)
+        target = bootstrapped_target(start, n_tokens)
+        self.sg_optimizer.zero_grad(set_to_none=True)
+        sg_loss = synthetic_gradient_loss(self.model.synthetic_gradient, start, out.start_synthetic_gradient, target,
+                                          dni.loss_weight, self.fused)
+        sg_loss.backward()
+        self.dist.average_gradients(self.head_params)
+        self.sg_optimizer.step()
+        self._sg_loss += sg_loss.detach()
+        if self.step % 10 == 0:  # a diagnostic: sampled every 10th window to keep it off the hot path
+            self._sg_cos += F.cosine_similarity(out.start_synthetic_gradient.detach().flatten(), target.flatten(),
+                                                dim=0, eps=1e-12)
+            self._cos_samples += 1
 
     # ------------------------------------------------------------------------------------------------ the loop
     def train(self, metrics: MetricsLog) -> dict:
