@@ -43,7 +43,8 @@ def train_task(cfg) -> dict:
     last = out_dir / "last.pt"
     if cfg.trainer.resume and last.exists():
         trainer.load_state_dict(ckpt.load(last, map_location=trainer.device))
-        metrics.truncate_after(trainer.chars)
+        if trainer.dist.is_main:
+            metrics.truncate_after(trainer.chars)
         log.info("resumed from %s at %s characters", last, f"{trainer.chars:,}")
     previous = {sig: signal.signal(sig, trainer.request_stop) for sig in (signal.SIGINT, signal.SIGTERM)}
     try:

@@ -5,6 +5,7 @@ from __future__ import annotations
 import torch
 
 from .checkpoint import strip_compile_prefix
+from .errors import CheckpointError
 
 
 def _rng_state(device: torch.device) -> dict:
@@ -34,10 +35,14 @@ def snapshot(trainer) -> dict:
 
 
 def restore(trainer, payload: dict) -> None:
-    trainer.model.load_state_dict(payload["model"])
-    trainer.optimizer.load_state_dict(payload["optimizer"])
-    if trainer.sg_optimizer is not None and payload.get("sg_optimizer"):
-        trainer.sg_optimizer.load_state_dict(payload["sg_optimizer"])
+    try:
+        trainer.model.load_state_dict(payload["model"])
+        trainer.optimizer.load_state_dict(payload["optimizer"])
+        if trainer.sg_optimizer is not None and payload.get("sg_optimizer"):
+            trainer.sg_optimizer.load_state_dict(payload["sg_optimizer"])
+    except (RuntimeError, ValueError, KeyError) as exc:
+        raise CheckpointError(f"the checkpoint in {trainer.out_dir} does not match this configuration "
+                              f"(another model shape or method?): {str(exc).splitlines()[0]}") from None
     trainer.stream.load_state_dict(payload["stream"])
     state = payload["state"]
     if state is not None:

@@ -202,3 +202,10 @@ def test_torchrun_two_processes_match_one_process(tmp_path, text_file, method):
         torch.testing.assert_close(wb["model"][key], value, rtol=1e-4, atol=1e-5)
     torch.testing.assert_close(wb["state"], wa["state"], rtol=1e-4, atol=1e-5)  # all 8 columns gathered
     assert not list(tmp_path.glob("two/*rank*"))  # no duplicate run dirs
+
+
+def test_resuming_a_run_of_another_shape_is_a_one_line_error(two_runs):
+    result = run(["lmdni", "method=bptt", "data=text", f"data.path={two_runs / 'corpus.txt'}", *TINY,
+                  "model.hidden_size=24", f"hydra.run.dir={two_runs / 'bptt'}"])
+    assert result.returncode != 0 and "does not match this configuration" in result.stderr
+    assert "Traceback" not in result.stderr
