@@ -209,3 +209,9 @@ def test_resuming_a_run_of_another_shape_is_a_one_line_error(two_runs):
                   "model.hidden_size=24", f"hydra.run.dir={two_runs / 'bptt'}"])
     assert result.returncode != 0 and "does not match this configuration" in result.stderr
     assert "Traceback" not in result.stderr
+
+
+@pytest.mark.parametrize("preset,data", [("cpu_ptb", "ptb"), ("paper_ptb", "ptb"), ("paper_copy", "copy")])
+def test_experiment_presets_compose(preset, data):
+    cfg = compose([f"+experiment={preset}"])
+    assert cfg.data.name == data and cfg.model.hidden_size >= 256
