@@ -7,6 +7,8 @@ importable, "on" demands it, "off" never uses it.
 """
 from __future__ import annotations
 
+import os
+
 import torch
 import torch.nn.functional as F
 
@@ -30,6 +32,9 @@ def resolve_fused(fused: str, device: torch.device, head) -> bool:
             raise ConfigError("dni.fused=on needs Triton: pip install 'lmdni[triton]' (or use dni.fused=auto/off)")
         if not head.is_linear:
             raise ConfigError("dni.fused=on supports the linear SG head only (dni.head_hidden_size=0)")
+        if device.type != "cuda" and os.environ.get("TRITON_INTERPRET") != "1":
+            raise ConfigError("dni.fused=on needs a CUDA device (or TRITON_INTERPRET=1 to run the kernel in "
+                              "Triton's interpreter on CPU, for testing)")
         return True
     if fused == "auto":  # Triton is imported only where it could be used
         return device.type == "cuda" and head.is_linear and triton_available()

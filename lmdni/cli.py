@@ -67,9 +67,27 @@ def _quiet_secondary_rank() -> None:
                      "hydra/hydra_logging=disabled"]
 
 
+def _check_overrides(argv: list[str]) -> None:
+    """Compose the config once with the command line's overrides, so that an unknown key or a bad value is one line
+    here rather than Hydra's multi-line report. Sweeps (`-m`, comma lists) and Hydra's own flags are left to Hydra."""
+    overrides = [a for a in argv if "=" in a and not a.startswith(("-", "hydra"))]
+    if any(flag in argv for flag in ("-m", "--multirun")) or any("," in a for a in overrides):
+        return
+    from hydra import compose, initialize_config_dir
+
+    try:
+        with initialize_config_dir(version_base="1.3", config_dir=str(config_dir())):
+            compose("train", overrides)
+    except Exception as exc:  # Hydra's override and composition errors: report the first line, the key is in it
+        lines = [line.strip() for line in str(exc).splitlines() if line.strip()]
+        detail = " ".join(lines[:3]) if lines else type(exc).__name__
+        _fail("lmdni-train", f"bad override: {detail}")
+
+
 def train_main() -> None:
     import hydra
 
+    _check_overrides(sys.argv[1:])
     _quiet_secondary_rank()
 
     @hydra.main(version_base="1.3", config_path=str(config_dir()), config_name="train")
@@ -77,7 +95,6 @@ def train_main() -> None:
         try:
             train_task(cfg)
         except LmdniError as exc:
-            log.error("%s", exc)
             _fail("lmdni-train", str(exc))
 
     _main()

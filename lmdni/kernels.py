@@ -58,7 +58,7 @@ def _regression_kernel(p_ptr, y_ptr, x_ptr, dw_ptr, db_ptr, loss_ptr, batch, sta
         tl.store(loss_ptr + pid_m, tl.sum(square_acc, axis=0) * coef)
 
 
-def _blocks(batch: int, state: int, in_size: int, interpreted: bool) -> tuple[int, int, int, int]:
+def _blocks(state: int, interpreted: bool) -> tuple[int, int, int, int]:
     if interpreted:  # the interpreter costs per program: few, large programs
         return 64, 64, 64, 4
     # On a GPU: enough tiles to fill the machine at state 512..4096, batch chunks sized for tl.dot.
@@ -73,7 +73,7 @@ def regression_launch(pred: torch.Tensor, target: torch.Tensor, start: torch.Ten
     in_size = start.shape[1]
     pred, target, start = pred.contiguous(), target.contiguous(), start.contiguous()
     interpreted = not pred.is_cuda
-    block_m, block_n, block_k, warps = _blocks(batch, state, in_size, interpreted)
+    block_m, block_n, block_k, warps = _blocks(state, interpreted)
     grid = (triton.cdiv(state, block_m), triton.cdiv(in_size, block_n))
     # fp32 accumulation for fp32/bf16/fp16 inputs; float64 inputs (gradient checks) stay float64 throughout
     acc_dtype = torch.float64 if pred.dtype == torch.float64 else torch.float32

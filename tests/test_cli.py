@@ -131,7 +131,9 @@ def test_sample_is_reproducible_and_rejects_unknown_characters(two_runs):
 def test_unknown_key_and_wrong_type_are_one_line_errors(tmp_path, text_file):
     base = ["lmdni", "data=text", f"data.path={text_file}", *TINY, f"hydra.run.dir={tmp_path / 'r'}"]
     unknown = run([*base, "trainer.unrol=4"])
-    assert unknown.returncode != 0 and "unrol" in unknown.stderr and "Traceback" not in unknown.stderr
+    assert unknown.returncode != 0 and "Traceback" not in unknown.stderr
+    assert unknown.stderr.strip().splitlines() == [unknown.stderr.strip()]  # one line
+    assert "bad override" in unknown.stderr and "unrol" in unknown.stderr
     wrong = run([*base, "trainer.unroll=four"])
     assert wrong.returncode != 0 and "trainer.unroll must be an integer" in wrong.stderr
 
