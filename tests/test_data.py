@@ -98,3 +98,18 @@ def test_eval_columns_predict_every_character_once(n, batch):
     predicted = torch.cat([targets.t().reshape(-1), tail_tg])
     assert predicted.tolist() == list(range(1, n))  # in stream order, each once
     assert torch.equal(torch.cat([inputs.t().reshape(-1), tail_in]), data[:-1])
+
+
+def test_download_failure_is_one_clear_sentence(tmp_path, monkeypatch):
+    """No network here: every mirror fails, and the error names the files and the folder (no traceback chain)."""
+    import pooch
+
+    def offline(*args, **kwargs):
+        raise ConnectionError("no network")
+
+    monkeypatch.setattr(pooch, "retrieve", offline)
+    with pytest.raises(DataError) as info:
+        load_ptb_chars(tmp_path / "cache", download=True)
+    message = str(info.value)
+    assert "could not be downloaded (ConnectionError)" in message and str(tmp_path / "cache") in message
+    assert "\n" not in message

