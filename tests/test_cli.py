@@ -217,3 +217,13 @@ def test_resuming_a_run_of_another_shape_is_a_one_line_error(two_runs):
 def test_experiment_presets_compose(preset, data):
     cfg = compose([f"+experiment={preset}"])
     assert cfg.data.name == data and cfg.model.hidden_size >= 256
+
+
+def test_copy_task_resumes_from_its_checkpoint(tmp_path):
+    common = ["lmdni", "data=copy", "method=dni", "model.hidden_size=16", "model.embedding_size=8",
+              "trainer.batch_size=4", "trainer.eval_every=1000", "threads=1", f"hydra.run.dir={tmp_path / 'c'}"]
+    assert run([*common, "trainer.max_chars=2000"]).returncode == 0
+    resumed = run([*common, "trainer.max_chars=4000"])
+    assert resumed.returncode == 0, resumed.stderr[-1500:]
+    assert "resumed from" in resumed.stderr + resumed.stdout
+    assert json.loads((tmp_path / "c" / "results.json").read_text())["chars"] == 4000

@@ -15,6 +15,8 @@ rises: N+1 for copy; N and r alternately for repeat_copy. `solved` is the larges
 """
 from __future__ import annotations
 
+import math
+
 import numpy as np
 import torch
 
@@ -73,7 +75,7 @@ class CopyStream:
 
     def report(self, counted_nats: float) -> bool:
         """Feed back the window's loss on counted symbols; returns True when the curriculum advanced."""
-        self.bits += counted_nats / np.log(2)
+        self.bits += float(counted_nats) / math.log(2)  # plain floats: checkpoints load with weights_only=True
         self.episodes += self._completed
         if self.episodes < self.window_episodes:
             return False
