@@ -51,10 +51,15 @@ class SyntheticGradientHead(nn.Module):
 class LSTMCore(nn.Module):
     def __init__(self, vocab_size: int, hidden_size: int, num_layers: int = 1, embedding_size: int = 128,
                  dropout: float = 0.0, sg_hidden_size: int | None = None, sg_num_layers: int = 1,
-                 aux_head: bool = False):
+                 aux_head: bool = False, sg_input: str = "raw"):
         """`sg_hidden_size=None`: no synthetic-gradient head (plain TBPTT); 0: linear head; >0: MLP head.
-        `aux_head`: DNI+Aux, a second head predicting the next boundary's synthetic gradient from the start state."""
+        `aux_head`: DNI+Aux, a second head predicting the next boundary's synthetic gradient from the start state.
+        `sg_input`: what the SG head reads — "raw" (h, c) or "squashed" (h, tanh c): the cell state is unbounded,
+        and a linear head on a growing c predicts a growing SG (see `head_input`)."""
         super().__init__()
+        if sg_input not in ("raw", "squashed"):
+            raise ValueError(f"sg_input must be raw or squashed, got {sg_input!r}")
+        self.sg_input = sg_input
         self.vocab_size, self.hidden_size, self.num_layers = vocab_size, hidden_size, num_layers
         self.embedding = nn.Embedding(vocab_size, embedding_size)
         self.lstm = nn.LSTM(embedding_size, hidden_size, num_layers, dropout=dropout if num_layers > 1 else 0.0)
@@ -85,6 +90,13 @@ class LSTMCore(nn.Module):
     def join_state(self, h: torch.Tensor, c: torch.Tensor) -> torch.Tensor:
         return torch.cat([h, c], 0).transpose(0, 1).reshape(h.shape[1], self.state_size)
 
+    def head_input(self, state: torch.Tensor) -> torch.Tensor:
+        """The SG head's input. It still predicts the gradient for the raw (h, c); only what it reads changes."""
+        if self.sg_input == "raw":
+            return state
+        cells = self.num_layers * self.hidden_size
+        return torch.cat([state[:, :cells], torch.tanh(state[:, cells:])], 1)
+
     def forward(self, inputs: torch.Tensor, state: torch.Tensor, with_synthetic_gradient: bool = True) -> CoreOutput:
         """inputs (T, B) symbol ids; state (B, state_size). The head reads the states *detached*: its regression
         loss trains the head only, never the core (the core learns from the gradients the head injects)."""
@@ -96,7 +108,7 @@ class LSTMCore(nn.Module):
             return CoreOutput(logits, final, None, None)
         # One matrix product for both boundaries of the window: the start state's prediction is regressed onto the
         # bootstrapped target after backward; the final state's is injected as the future gradient.
-        both = self.synthetic_gradient(torch.cat([state.detach(), final.detach()], 0))
+        both = self.synthetic_gradient(self.head_input(torch.cat([state.detach(), final.detach()], 0)))
         start_sg, final_sg = both.split(state.shape[0], 0)
         aux = self.aux_synthetic_gradient(output[0]) if self.aux_synthetic_gradient is not None else None
         return CoreOutput(logits, final, final_sg, start_sg, aux)

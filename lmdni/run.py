@@ -29,6 +29,8 @@ def validate(cfg) -> None:
 
     if cfg.method not in METHODS:
         raise ConfigError(f"method must be one of {', '.join(METHODS)}, got {cfg.method!r}")
+    if cfg.dni.head_input not in ("raw", "squashed"):
+        raise ConfigError(f"dni.head_input must be raw or squashed, got {cfg.dni.head_input!r}")
     if cfg.dni.ablation not in ("none", "shuffle"):
         raise ConfigError(f"dni.ablation must be none or shuffle, got {cfg.dni.ablation!r}")
     if cfg.device not in ("auto", "cpu", "cuda") and not str(cfg.device).startswith("cuda:"):
@@ -53,7 +55,8 @@ def build_model(cfg, vocab_size: int) -> LSTMCore:
     with_head = cfg.method != "bptt"
     return LSTMCore(vocab_size, m.hidden_size, m.num_layers, m.embedding_size, m.dropout,
                     sg_hidden_size=cfg.dni.head_hidden_size if with_head else None,
-                    sg_num_layers=cfg.dni.head_num_layers, aux_head=cfg.method == "dni_aux")
+                    sg_num_layers=cfg.dni.head_num_layers, aux_head=cfg.method == "dni_aux",
+                    sg_input=cfg.dni.get("head_input", "raw"))
 
 
 def build_trainer(cfg, out_dir, distributed=None):

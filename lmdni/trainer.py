@@ -120,8 +120,8 @@ class Trainer:
         backward_window(loss_sum, n_tokens, out.state, injected, extra)
         target = bootstrapped_target(start, n_tokens)
         self.sg_optimizer.zero_grad(set_to_none=True)
-        sg_loss = synthetic_gradient_loss(self.model.synthetic_gradient, start, out.start_synthetic_gradient, target,
-                                          dni.loss_weight, self.fused)
+        sg_loss = synthetic_gradient_loss(self.model.synthetic_gradient, self.model.head_input(start.detach()),
+                                          out.start_synthetic_gradient, target, dni.loss_weight, self.fused)
         sg_loss.backward()
         self.dist.average_gradients(self.head_params)
         self.sg_optimizer.step()

@@ -207,3 +207,22 @@ def test_skip_mode_drops_non_finite_windows_and_goes_on(tmp_path):
         trainer.train_window()
     assert trainer.skipped > 0 and trainer.step == 20
     assert torch.isfinite(trainer._nats)  # the windows that were trained on stayed finite
+
+
+def test_squashed_head_input_bounds_the_synthetic_gradient():
+    """A linear head on the raw cell state predicts an SG that grows with c; on tanh(c) it cannot."""
+    torch.manual_seed(0)
+    raw = LSTMCore(V, H, L, embedding_size=8, sg_hidden_size=0)
+    squashed = LSTMCore(V, H, L, embedding_size=8, sg_hidden_size=0, sg_input="squashed")
+    squashed.load_state_dict(raw.state_dict())
+    for model in (raw, squashed):
+        torch.nn.init.normal_(model.synthetic_gradient.output.weight, 0, 0.1)
+    state = torch.randn(B, 2 * L * H)
+    state[:, L * H:] *= 1e4  # a cell state that has grown large, as on counting tasks
+    x = torch.randint(V, (1, B))
+    assert raw(x, state).start_synthetic_gradient.abs().max() > 100
+    bounded = squashed(x, state).start_synthetic_gradient.abs().max()
+    weights = squashed.synthetic_gradient.output.weight.abs().sum(1).max() + squashed.synthetic_gradient.output.bias.abs().max()
+    h_max = state[:, : L * H].abs().max()
+    assert bounded <= weights * max(1.0, float(h_max)) + 1e-5
+    torch.testing.assert_close(squashed.head_input(state)[:, : L * H], state[:, : L * H])

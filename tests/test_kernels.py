@@ -105,14 +105,15 @@ def test_gradcheck_float64():
             assert abs((up - down) / (2 * eps) - grad.flatten()[index].item()) < 1e-7
 
 
-def test_training_with_fused_boundary_reproduces_reference(tmp_path):
+@pytest.mark.parametrize("head_input", ["raw", "squashed"])
+def test_training_with_fused_boundary_reproduces_reference(tmp_path, head_input):
     """`dni.fused=on` (Triton) trains like `dni.fused=off` (torch reference): same losses to 1e-5."""
     from .test_dni import tiny_trainer
 
     runs = {}
     for fused in ("off", "on"):
         trainer = tiny_trainer(tmp_path / fused, "dni", ["dni.lr=0.01", "dni.scale=0.5", f"dni.fused={fused}",
-                                                          f"device={DEVICE}"])
+                                                          f"dni.head_input={head_input}", f"device={DEVICE}"])
         assert trainer.fused == (fused == "on")
         losses = []
         for _ in range(12):
