@@ -56,7 +56,7 @@ def build_model(cfg, vocab_size: int) -> LSTMCore:
     return LSTMCore(vocab_size, m.hidden_size, m.num_layers, m.embedding_size, m.dropout,
                     sg_hidden_size=cfg.dni.head_hidden_size if with_head else None,
                     sg_num_layers=cfg.dni.head_num_layers, aux_head=cfg.method == "dni_aux",
-                    sg_input=cfg.dni.get("head_input", "raw"))
+                    sg_input=cfg.dni.get("head_input", "squashed"))
 
 
 def build_trainer(cfg, out_dir, distributed=None):
