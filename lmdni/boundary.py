@@ -1,6 +1,7 @@
 """The synthetic-gradient regression at a truncation boundary: one function whichever implementation runs.
 
-loss = weight · mean((SG(start) − target)²) for the head's prediction SG(start) = start·Wᵀ + b. For a linear head
+loss = weight · mean((SG(start) − target)²) for the head's prediction SG(start) = x·Wᵀ + b, x the head's input
+for the start state (`LSTMCore.head_input`). For a linear head
 the fused path computes the loss and the head's weight and bias gradients in a single Triton kernel (see
 `lmdni.kernels`); the reference path is plain autograd. `fused`: "auto" uses Triton on CUDA tensors when Triton is
 importable, "on" demands it, "off" never uses it.

@@ -1,8 +1,9 @@
 """The recurrent core: an LSTM language model that emits its output and a synthetic gradient in one forward call.
 
 The recurrent state of every layer, (h, c), is handled as one flat (batch, state_size) tensor, laid out as
-[h_0 .. h_{L-1}, c_0 .. c_{L-1}] per row. That is what the synthetic-gradient head reads and predicts the gradient
-for, what the trainer carries between windows, and what a checkpoint stores.
+[h_0 .. h_{L-1}, c_0 .. c_{L-1}] per row. That is what the synthetic-gradient head predicts the gradient for (it
+reads it with c squashed by tanh unless told otherwise, see `head_input`), what the trainer carries between windows,
+and what a checkpoint stores.
 """
 from __future__ import annotations
 
