@@ -46,10 +46,10 @@ def regression_loss_reference(prediction: torch.Tensor, target: torch.Tensor, we
     return weight * F.mse_loss(prediction, target.detach())
 
 
-def synthetic_gradient_loss(head, start: torch.Tensor, prediction: torch.Tensor, target: torch.Tensor,
+def synthetic_gradient_loss(head, start: torch.Tensor | None, prediction: torch.Tensor, target: torch.Tensor,
                             weight: float = 1.0, fused: bool = False) -> torch.Tensor:
-    """`prediction` is head(start) from the forward pass (graph to the head's parameters). Backward of the
-    returned scalar fills the head's gradients."""
+    """`prediction` is head(start) from the forward pass (graph to the head's parameters); `start` is the head's
+    input, needed by the fused path only. Backward of the returned scalar fills the head's gradients."""
     if not fused:
         return regression_loss_reference(prediction, target, weight)
     from .kernels import fused_regression_loss

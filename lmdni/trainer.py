@@ -120,8 +120,10 @@ class Trainer:
         backward_window(loss_sum, n_tokens, out.state, injected, extra)
         target = bootstrapped_target(start, n_tokens)
         self.sg_optimizer.zero_grad(set_to_none=True)
-        sg_loss = synthetic_gradient_loss(self.model.synthetic_gradient, self.model.head_input(start.detach()),
-                                          out.start_synthetic_gradient, target, dni.loss_weight, self.fused)
+        # only the fused kernel needs the head's input again; the reference path differentiates the prediction
+        head_input = self.model.head_input(start.detach()) if self.fused else None
+        sg_loss = synthetic_gradient_loss(self.model.synthetic_gradient, head_input, out.start_synthetic_gradient,
+                                          target, dni.loss_weight, self.fused)
         sg_loss.backward()
         self.dist.average_gradients(self.head_params)
         self.sg_optimizer.step()
