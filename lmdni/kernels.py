@@ -94,7 +94,9 @@ class _FusedRegression(torch.autograd.Function):
 
     @staticmethod
     def forward(ctx, pred, target, start, weight, bias, loss_weight):
-        loss, dw, db = regression_launch(pred, target, start, loss_weight)
+        # TF32 exactly when torch's own fp32 matmuls may use it (trainer.tf32 turns that on)
+        loss, dw, db = regression_launch(pred, target, start, loss_weight,
+                                         tf32=torch.backends.cuda.matmul.allow_tf32 and pred.is_cuda)
         ctx.save_for_backward(dw, db)
         ctx.dtypes = (weight.dtype, bias.dtype)
         return loss

@@ -101,15 +101,23 @@ class LSTMCore(nn.Module):
     def forward(self, inputs: torch.Tensor, state: torch.Tensor, with_synthetic_gradient: bool = True) -> CoreOutput:
         """inputs (T, B) symbol ids; state (B, state_size). The head reads the states *detached*: its regression
         loss trains the head only, never the core (the core learns from the gradients the head injects)."""
-        h, c = self.split_state(state)
-        output, (h, c) = self.lstm(self.dropout(self.embedding(inputs)), (h, c))
-        logits = self.decoder(self.dropout(output))
-        final = self.join_state(h, c)
+        output, logits, final = self.unroll(inputs, state)
         if self.synthetic_gradient is None or not with_synthetic_gradient:
             return CoreOutput(logits, final, None, None)
-        # One matrix product for both boundaries of the window: the start state's prediction is regressed onto the
-        # bootstrapped target after backward; the final state's is injected as the future gradient.
-        both = self.synthetic_gradient(self.head_input(torch.cat([state.detach(), final.detach()], 0)))
-        start_sg, final_sg = both.split(state.shape[0], 0)
+        return self.predict_synthetic_gradients(state, output, logits, final)
+
+    def unroll(self, inputs: torch.Tensor, state: torch.Tensor):
+        """The language model alone: (top layer's outputs, logits, final state)."""
+        h, c = self.split_state(state)
+        output, (h, c) = self.lstm(self.dropout(self.embedding(inputs)), (h, c))
+        return output, self.decoder(self.dropout(output)), self.join_state(h, c)
+
+    def predict_synthetic_gradients(self, start: torch.Tensor, output: torch.Tensor, logits: torch.Tensor,
+                                    final: torch.Tensor) -> CoreOutput:
+        """The heads, given an unrolled window. One matrix product serves both boundaries: the start state's
+        prediction is regressed onto the bootstrapped target after the window's backward; the final state's is
+        injected as the future gradient."""
+        both = self.synthetic_gradient(self.head_input(torch.cat([start.detach(), final.detach()], 0)))
+        start_sg, final_sg = both.split(start.shape[0], 0)
         aux = self.aux_synthetic_gradient(output[0]) if self.aux_synthetic_gradient is not None else None
         return CoreOutput(logits, final, final_sg, start_sg, aux)

@@ -26,6 +26,7 @@ from .errors import ConfigError, DivergenceError, LmdniError
 from .evaluate import bits_per_character, split_nats
 from .metrics import MetricsLog
 from .resume import restore, snapshot
+from .speed import configure_tf32, window_forward
 
 log = logging.getLogger(__name__)
 METHODS = ("bptt", "dni", "dni_aux")
@@ -56,6 +57,9 @@ class Trainer:
         self.optimizer = torch.optim.Adam(self.core_params, lr=tc.lr, fused=True)
         self.sg_optimizer = torch.optim.Adam(self.head_params, lr=cfg.dni.lr, fused=True) if self.dni else None
         self.fused = resolve_fused(cfg.dni.fused, device, head) if self.dni else False
+        # forward + loss; bf16 autocast, TF32 and torch.compile are opt-in (lmdni.speed)
+        configure_tf32(bool(tc.get("tf32", False)), device)
+        self.forward = window_forward(model, device, tc.get("precision", "fp32"), bool(tc.get("compile", False)))
         self.state = None  # the carried state of this process's columns, made at the first window
         self.chars, self.step, self.train_seconds = 0, 0, 0.0
         self.best_valid, self.bad_evals, self.evals = math.inf, 0, 0
@@ -76,12 +80,9 @@ class Trainer:
         if starts_pass or self.state is None:
             self.state = self.model.initial_state(x.shape[1], self.device)
         start = self.state.detach().requires_grad_(self.dni)
-        out = self.model(x, start, with_synthetic_gradient=self.dni)
-        if mask is None:
-            loss_sum = F.cross_entropy(out.logits.reshape(-1, out.logits.shape[-1]), y.reshape(-1), reduction="sum")
-        else:  # copy tasks: only the symbols to reproduce count; n stays B×T so the SG units do not change
-            losses = F.cross_entropy(out.logits.reshape(-1, out.logits.shape[-1]), y.reshape(-1), reduction="none")
-            loss_sum = (losses * mask.to(self.device).reshape(-1)).sum()
+        if mask is not None:  # copy tasks: only the symbols to reproduce count; n stays B×T (the SG's units)
+            mask = mask.to(self.device, non_blocking=True)
+        out, loss_sum = self.forward(x, y, mask, start, self.dni)
         n_tokens = y.numel()
         # costs a sync per window, so only when asked for; collective, so that all ranks skip the same window
         if self.skip_nonfinite and self.dist.any(not bool(torch.isfinite(loss_sum)), self.device):

@@ -4,6 +4,7 @@
 #   2. boundary-op latency, fused vs reference, over (batch, state)
 #   3. end-to-end chars/s, DNI (fused and reference) vs BPTT, hidden 1024, batch 256, unroll 2/4/8
 #   4. the trainer against a bare nn.LSTM loop on the GPU (hidden 256, batch 64, unroll 4)
+#   5. the optional speed settings (bf16 autocast, torch.compile) at hidden 1024, batch 256, unroll 8
 # Installs nothing: torch and Triton must already be there (hydra-core etc. via PYTHONPATH if not installed).
 # Tables go to stdout and to $RESULTS (default: gpu_results/).
 set -euo pipefail
@@ -19,3 +20,6 @@ echo "== 2-3. boundary op and end-to-end"
 python3 scripts/bench_boundary.py 2>&1 | tee "$RESULTS/bench_boundary.md"
 echo "== 4. trainer vs bare loop"
 python3 scripts/bench.py --device cuda --hidden 256 --batch 64 --unroll 4 --windows 300 2>&1 | tee "$RESULTS/bench.md"
+echo "== 5. speed settings: trainer.precision=bf16, trainer.compile=true"
+python3 scripts/bench_speed_settings.py --device cuda --hidden 1024 --batch 256 --unroll 8 --windows 100 2>&1 \
+  | tee "$RESULTS/bench_speed_settings.md"

@@ -44,6 +44,8 @@ def test_train_writes_metrics_checkpoints_and_eval_reads_them(tmp_path, text_fil
     (["trainer.batch_size=100000"], "batch size 100000 is larger than the stream allows"),
     (["method=nope"], "method must be one of"),
     (["data.path=/nonexistent/file.txt"], "does not exist"),
+    (["trainer.precision=fp16"], "trainer.precision must be fp32 or bf16"),
+    (["trainer.compile=maybe"], "trainer.compile must be true or false"),
 ])
 def test_bad_input_is_one_line_error(tmp_path, text_file, overrides, message):
     args = ["lmdni", "data=text", f"data.path={text_file}", *TINY, f"hydra.run.dir={tmp_path / 'r'}", *overrides]

@@ -1,0 +1,86 @@
+"""Optional speed settings for the window's forward pass: bf16 autocast, TF32, torch.compile. All off by default.
+
+`trainer.precision=bf16` runs the forward (embedding, LSTM, decoder, SG heads) under `torch.autocast` with bfloat16;
+everything the run keeps stays fp32: weights, Adam state, the carried state, the SG targets and regressions, and the
+evaluation (validation and test BPC are always computed in fp32, so runs with and without it compare). The outputs
+are cast back to fp32, so the loss, the injected gradient, the regression and the bootstrapped target see fp32
+tensors and their gradients flow back through the casts. bf16 needs no loss scaling (same exponent range as fp32).
+
+`trainer.tf32=true` (CUDA only) lets fp32 matrix products use TF32 tensor cores: the decoder, the SG head's GEMMs and
+the fused boundary kernel. cuDNN's LSTM already does by default (`torch.backends.cudnn.allow_tf32`), so without it
+the core runs on tensor cores while the SG head, which at hidden 1024 has as many weights as the core, does not.
+
+`trainer.compile=true` compiles the language model's unroll and the loss with `torch.compile`. Dynamo does not trace
+into nn.LSTM (a graph break: the cuDNN/oneDNN LSTM kernel runs eagerly, as it would anyway), so what gets compiled is
+the rest: embedding, decoder, state joins, the masked cross-entropy. The SG heads stay eager (see below). The model
+object itself is never wrapped, so state dicts and checkpoints carry no `_orig_mod.` prefixes.
+
+The README has their measured effect (scripts/bench_speed_settings.py).
+"""
+from __future__ import annotations
+
+import contextlib
+
+import torch
+import torch.nn.functional as F
+
+from .errors import ConfigError
+from .model import CoreOutput
+
+PRECISIONS = ("fp32", "bf16")
+
+
+def check_precision(precision: str, device: torch.device) -> None:
+    if precision not in PRECISIONS:
+        raise ConfigError(f"trainer.precision must be fp32 or bf16, got {precision!r}")
+    if precision == "bf16" and device.type == "cuda" and not torch.cuda.is_bf16_supported():
+        raise ConfigError("trainer.precision=bf16 but this GPU does not support bfloat16 (use trainer.precision=fp32)")
+
+
+def configure_tf32(enabled: bool, device: torch.device) -> None:
+    """Process-wide, as torch's own switch is; only ever turned on here, never off (a no-op on CPU)."""
+    if enabled and device.type == "cuda":
+        torch.backends.cuda.matmul.allow_tf32 = True
+        torch.backends.cudnn.allow_tf32 = True
+
+
+def _to_fp32(out):
+    """The outputs back to fp32 (a no-op, the same tensor, when they already are)."""
+    return out._replace(**{name: t.float() for name, t in out._asdict().items() if t is not None})
+
+
+def _summed_loss(logits, targets, mask):
+    logits = logits.float().reshape(-1, logits.shape[-1])
+    if mask is None:
+        return F.cross_entropy(logits, targets.reshape(-1), reduction="sum")
+    return (F.cross_entropy(logits, targets.reshape(-1), reduction="none") * mask.reshape(-1)).sum()
+
+
+def window_forward(model, device: torch.device, precision: str = "fp32", compile: bool = False):
+    """A function (inputs, targets, mask, start, with_synthetic_gradient) -> (CoreOutput, summed loss).
+
+    `mask` (copy tasks) marks the targets that count; None counts all. In fp32 without compile this is exactly
+    the model's forward and the cross-entropy."""
+    check_precision(precision, device)
+    if precision == "bf16":
+        def autocast():
+            return torch.autocast(device.type, dtype=torch.bfloat16)
+    else:
+        autocast = contextlib.nullcontext
+    # Under compile the SG heads stay eager: the regression differentiates the start state's prediction in a
+    # second backward, after the window's backward has freed whatever a compiled graph saved; a tensor that merely
+    # passes through a compiled region becomes that region's output and would hit the freed graph.
+    unroll = torch.compile(model.unroll) if compile else model.unroll
+    summed_loss = torch.compile(_summed_loss) if compile else _summed_loss
+
+    def forward(inputs, targets, mask, start, with_synthetic_gradient: bool):
+        with autocast():
+            output, logits, final = unroll(inputs, start)
+            if with_synthetic_gradient and model.synthetic_gradient is not None:
+                out = model.predict_synthetic_gradients(start, output, logits, final)
+            else:
+                out = CoreOutput(logits, final, None, None)
+        out = _to_fp32(out)
+        return out, summed_loss(out.logits, targets, mask)
+
+    return forward

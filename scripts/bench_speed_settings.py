@@ -1,0 +1,69 @@
+"""The measured effect of the optional speed settings: trainer.precision=bf16, trainer.tf32, trainer.compile.
+
+    python scripts/bench_speed_settings.py --hidden 256 --batch 64 --unroll 4 --windows 300 [--device cuda]
+
+For bptt and dni, times the lmdni training window with each setting (fp32 eager, TF32, bf16, compile, bf16 + compile)
+and prints chars/s, the ratio to fp32 eager, and the mean training loss (bits/char) over the timed windows, so that a
+setting that is faster but learns differently shows. Same data and seed for every row.
+"""
+from __future__ import annotations
+
+import argparse
+import math
+import sys
+from pathlib import Path
+
+import torch
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from bench import config, time_blocks  # noqa: E402
+
+from lmdni.data import Corpus, TrainStream  # noqa: E402
+from lmdni.run import build_model  # noqa: E402
+from lmdni.trainer import Trainer  # noqa: E402
+
+SETTINGS = {"fp32": [], "tf32": ["trainer.tf32=true"], "bf16": ["trainer.precision=bf16"],
+            "compile": ["trainer.compile=true"], "bf16+compile": ["trainer.precision=bf16", "trainer.compile=true"]}
+
+
+def main():
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--hidden", type=int, default=256)
+    parser.add_argument("--batch", type=int, default=64)
+    parser.add_argument("--unroll", type=int, default=4)
+    parser.add_argument("--windows", type=int, default=300)
+    parser.add_argument("--repeats", type=int, default=3)
+    parser.add_argument("--device", default="cpu")
+    parser.add_argument("--methods", default="bptt,dni")
+    parser.add_argument("--settings", default=",".join(SETTINGS), help="comma-separated: " + ", ".join(SETTINGS))
+    parser.add_argument("overrides", nargs="*", help="extra Hydra overrides, e.g. dni.fused=on")
+    args = parser.parse_args()
+    device = torch.device(args.device)
+    vocab = 50
+    # a learnable stream (a noisy periodic sequence), so that the training loss means something
+    g = torch.Generator().manual_seed(0)
+    data = (torch.arange(2_000_000) * 7 % 23 + torch.randint(3, (2_000_000,), generator=g)) % vocab
+    corpus = Corpus([str(i) for i in range(vocab)], data, data[:1000], data[:1000])
+    chars = args.batch * args.unroll
+    print(f"hidden {args.hidden}, batch {args.batch}, unroll {args.unroll}, device {args.device}, "
+          f"threads {torch.get_num_threads()}, torch {torch.__version__}")
+    print("| method | setting | chars/s | vs fp32 | train bits/char |")
+    print("|---|---|---:|---:|---:|")
+    for method in args.methods.split(","):
+        base = None
+        for name in args.settings.split(","):
+            torch.backends.cuda.matmul.allow_tf32 = False  # torch's defaults: trainer.tf32 sets them process-wide
+            torch.backends.cudnn.allow_tf32 = True
+            args.overrides_all = [*args.overrides, *SETTINGS[name]]
+            cfg = config(method, argparse.Namespace(**{**vars(args), "overrides": args.overrides_all}))
+            torch.manual_seed(0)
+            model = build_model(cfg, vocab).to(device)
+            trainer = Trainer(cfg, model, corpus, TrainStream(data, args.batch, args.unroll), "/tmp", device)
+            rate = time_blocks(trainer.train_window, args.windows, args.repeats, chars, device)
+            bits = float(trainer._nats) / max(trainer._count, 1) / math.log(2)
+            base = base or rate
+            print(f"| {method} | {name} | {rate:,.0f} | {rate / base:.2f}x | {bits:.4f} |", flush=True)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,59 @@
+"""The optional speed settings (lmdni.speed): bf16 autocast and torch.compile change speed, not what is trained."""
+import pytest
+import torch
+
+from lmdni.resume import snapshot
+
+from .test_dni import tiny_trainer
+
+
+def window_losses(trainer, windows):
+    losses = []
+    for _ in range(windows):
+        before = float(trainer._nats)
+        trainer.train_window()
+        losses.append(float(trainer._nats) - before)
+    return losses
+
+
+@pytest.mark.parametrize("method", ["bptt", "dni", "dni_aux"])
+def test_bf16_autocast_tracks_fp32_and_keeps_everything_stored_in_fp32(tmp_path, method):
+    reference = window_losses(tiny_trainer(tmp_path / "fp32", method, ["dni.scale=0.5"]), 30)
+    trainer = tiny_trainer(tmp_path / "bf16", method, ["dni.scale=0.5", "trainer.precision=bf16"])
+    losses = window_losses(trainer, 30)
+    # bf16 keeps ~3 significant digits: the trajectories stay together, but are not identical (it did run in bf16)
+    assert losses != reference
+    for ours, theirs in zip(losses, reference):
+        assert ours == pytest.approx(theirs, rel=2e-2)
+    assert trainer.state.dtype == torch.float32
+    payload = snapshot(trainer)
+    assert all(v.dtype == torch.float32 for v in payload["model"].values())
+    if method != "bptt":
+        assert 0 < float(trainer._sg_loss) < float("inf")
+
+
+def test_bf16_autocast_runs_the_forward_in_bf16(tmp_path):
+    trainer = tiny_trainer(tmp_path, "dni", ["trainer.precision=bf16"])
+    seen = []
+    hook = trainer.model.decoder.register_forward_hook(lambda module, args, output: seen.append(output.dtype))
+    trainer.train_window()
+    hook.remove()
+    assert seen == [torch.bfloat16]
+
+
+@pytest.mark.parametrize("precision", ["fp32", "bf16"])
+def test_compile_matches_eager_and_leaves_checkpoint_keys_plain(tmp_path, precision):
+    settings = ["dni.scale=0.5", f"trainer.precision={precision}"]
+    eager = tiny_trainer(tmp_path / "eager", "dni_aux", settings)
+    compiled = tiny_trainer(tmp_path / "compiled", "dni_aux", [*settings, "trainer.compile=true"])
+    from torch._dynamo.utils import counters
+
+    torch._dynamo.reset()
+    counters.clear()
+    assert window_losses(compiled, 12) == pytest.approx(window_losses(eager, 12), rel=1e-5)
+    assert counters["stats"]["unique_graphs"] >= 2  # it really ran compiled: the unroll and the loss
+    for (name, ours), theirs in zip(compiled.model.state_dict().items(), eager.model.state_dict().values()):
+        torch.testing.assert_close(ours, theirs, rtol=1e-4, atol=1e-6, msg=name)
+    keys = snapshot(compiled)["model"].keys()
+    assert keys == eager.model.state_dict().keys()
+    assert not any("_orig_mod" in key for key in keys)
