@@ -1,8 +1,7 @@
 """Triton kernel for the synthetic-gradient regression at a truncation boundary (linear head).
 
-For the head's prediction P = X·Wᵀ + b of the start states X (B × S, computed in the forward pass together with the
-final state's prediction, one GEMM) and the bootstrapped target Y, one kernel produces everything the head's update
-needs:
+For the head's prediction P = X·Wᵀ + b of the start states X (B × S, computed in the forward pass) and the
+bootstrapped target Y, one kernel produces everything the head's update needs:
 
     R    = P − Y                                   (never written to memory)
     loss = w · Σ R² / (B·S)

@@ -114,10 +114,13 @@ class LSTMCore(nn.Module):
 
     def predict_synthetic_gradients(self, start: torch.Tensor, output: torch.Tensor, logits: torch.Tensor,
                                     final: torch.Tensor) -> CoreOutput:
-        """The heads, given an unrolled window. One matrix product serves both boundaries: the start state's
-        prediction is regressed onto the bootstrapped target after the window's backward; the final state's is
-        injected as the future gradient."""
-        both = self.synthetic_gradient(self.head_input(torch.cat([start.detach(), final.detach()], 0)))
-        start_sg, final_sg = both.split(start.shape[0], 0)
+        """The heads, given an unrolled window. The start state's prediction is regressed onto the bootstrapped
+        target after the window's backward, so it keeps its graph to the head's parameters. The final state's is
+        only ever used as a constant (injected as the future gradient, or the aux head's target), so it is made
+        without a graph: one product for both would make the regression's backward compute the weight gradient
+        over twice the rows, half of them zeros."""
+        start_sg = self.synthetic_gradient(self.head_input(start.detach()))
+        with torch.no_grad():
+            final_sg = self.synthetic_gradient(self.head_input(final.detach()))
         aux = self.aux_synthetic_gradient(output[0]) if self.aux_synthetic_gradient is not None else None
         return CoreOutput(logits, final, final_sg, start_sg, aux)
