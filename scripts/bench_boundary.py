@@ -4,8 +4,11 @@
     python scripts/bench_boundary.py --e2e-only      # just the end-to-end table
 
 The boundary op is everything DNI adds at a truncation boundary for the linear head: the SG predictions for both
-boundaries of the window (one GEMM, shared by both paths), the squared error against the bootstrapped target, and the
-head's weight and bias gradients.
+boundaries of the window (shared by both paths), the squared error against the bootstrapped target, and the head's
+weight and bias gradients. "kernel alone" times the Triton launch by itself (no autograd, no predictions): the gap
+between it and "fused" is host overhead, which CUDA-graph capture of the window would remove.
+
+    python scripts/bench_boundary.py --e2e-only --tf32   # end to end with trainer.tf32=true (TF32 for the head too)
 """
 from __future__ import annotations
 
@@ -22,8 +25,9 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 def boundary_step(start, final, target, weight, bias, fused):
     from lmdni.boundary import synthetic_gradient_loss
 
-    both = F.linear(torch.cat([start, final], 0), weight, bias)
-    start_sg, final_sg = both.split(start.shape[0], 0)
+    start_sg = F.linear(start, weight, bias)  # as the model does: the final state's prediction needs no graph
+    with torch.no_grad():
+        final_sg = F.linear(final, weight, bias)
 
     class Head:  # the two attributes synthetic_gradient_loss reads
         output = type("Linear", (), {"weight": weight, "bias": bias})
@@ -36,6 +40,8 @@ def boundary_step(start, final, target, weight, bias, fused):
 
 def bench_boundary(batches, states, dtype):
     import triton.testing
+
+    from lmdni.kernels import regression_launch
 
     rows = []
     for batch in batches:
@@ -51,15 +57,19 @@ def bench_boundary(batches, states, dtype):
                     times[fused] = triton.testing.do_bench(
                         lambda: boundary_step(start, final, target, weight, bias, fused), warmup=25, rep=100,
                         return_mode="median")
-            rows.append((batch, state, times[False] * 1e3, times[True] * 1e3, times[False] / times[True]))
+            prediction = F.linear(start, weight.detach().to(dtype), bias.detach().to(dtype))
+            kernel = triton.testing.do_bench(lambda: regression_launch(prediction, target, start), warmup=25,
+                                             rep=100, return_mode="median")
+            rows.append((batch, state, times[False] * 1e3, times[True] * 1e3, kernel * 1e3,
+                         times[False] / times[True]))
     print(f"\nBoundary op latency ({str(dtype).replace('torch.', '')} inputs), median of do_bench, microseconds")
-    print("| batch | state | reference | fused | speed-up |")
-    print("|---:|---:|---:|---:|---:|")
-    for batch, state, ref, fused, ratio in rows:
-        print(f"| {batch} | {state} | {ref:.1f} | {fused:.1f} | {ratio:.2f}x |")
+    print("| batch | state | reference | fused | kernel alone | speed-up |")
+    print("|---:|---:|---:|---:|---:|---:|")
+    for batch, state, ref, fused, kernel, ratio in rows:
+        print(f"| {batch} | {state} | {ref:.1f} | {fused:.1f} | {kernel:.1f} | {ratio:.2f}x |")
 
 
-def bench_end_to_end(hidden, batch, unrolls, windows):
+def bench_end_to_end(hidden, batch, unrolls, windows, extra=()):
     from bench import config, time_blocks
 
     from lmdni.data import Corpus, TrainStream
@@ -70,14 +80,15 @@ def bench_end_to_end(hidden, batch, unrolls, windows):
     vocab = 50
     data = torch.randint(vocab, (4_000_000,), generator=torch.Generator().manual_seed(0))
     corpus = Corpus([str(i) for i in range(vocab)], data, data[:1000], data[:1000])
-    print(f"\nEnd to end, hidden {hidden}, batch {batch}: training chars/s (median of 3 blocks of {windows} windows)")
+    print(f"\nEnd to end, hidden {hidden}, batch {batch} {' '.join(extra)}: training chars/s "
+          f"(median of 3 blocks of {windows} windows)")
     print("| unroll | bptt | dni fused | dni reference | dni fused / bptt | extra time per char |")
     print("|---:|---:|---:|---:|---:|---:|")
     for unroll in unrolls:
         args = argparse.Namespace(hidden=hidden, batch=batch, unroll=unroll, device="cuda", overrides=[])
         rates = {}
         for name, method, fused in (("bptt", "bptt", "off"), ("fused", "dni", "on"), ("ref", "dni", "off")):
-            args.overrides = [f"dni.fused={fused}"]
+            args.overrides = [f"dni.fused={fused}", *extra]
             cfg = config(method, args)
             torch.manual_seed(0)
             model = build_model(cfg, vocab).to(device)
@@ -97,6 +108,7 @@ def main():
     parser.add_argument("--unrolls", type=int, nargs="+", default=[2, 4, 8])
     parser.add_argument("--windows", type=int, default=200)
     parser.add_argument("--e2e-only", action="store_true")
+    parser.add_argument("--tf32", action="store_true", help="end to end with trainer.tf32=true")
     args = parser.parse_args()
     if not torch.cuda.is_available():
         sys.exit("bench_boundary.py: error: needs a CUDA device")
@@ -104,7 +116,7 @@ def main():
     if not args.e2e_only:
         bench_boundary(args.batches, args.states, torch.float32)
         bench_boundary(args.batches, args.states, torch.bfloat16)
-    bench_end_to_end(args.hidden, args.batch, args.unrolls, args.windows)
+    bench_end_to_end(args.hidden, args.batch, args.unrolls, args.windows, ["trainer.tf32=true"] if args.tf32 else [])
 
 
 if __name__ == "__main__":
