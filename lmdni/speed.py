@@ -33,8 +33,27 @@ PRECISIONS = ("fp32", "bf16")
 def check_precision(precision: str, device: torch.device) -> None:
     if precision not in PRECISIONS:
         raise ConfigError(f"trainer.precision must be fp32 or bf16, got {precision!r}")
-    if precision == "bf16" and device.type == "cuda" and not torch.cuda.is_bf16_supported():
-        raise ConfigError("trainer.precision=bf16 but this GPU does not support bfloat16 (use trainer.precision=fp32)")
+    if precision == "bf16":
+        if device.type == "cuda" and not torch.cuda.is_bf16_supported():
+            raise ConfigError("trainer.precision=bf16 but this GPU does not support bfloat16 "
+                              "(use trainer.precision=fp32)")
+        _probe_bf16_lstm(device)
+
+
+def _probe_bf16_lstm(device: torch.device) -> None:
+    """A bf16 LSTM needs a kernel that not every build has (cuDNN before 9.13; oneDNN on x86 CPUs without bf16
+    support): find out on a toy LSTM now, not as a traceback in the first window. RNG state is left untouched."""
+    with torch.random.fork_rng(devices=[device] if device.type == "cuda" else []):
+        lstm = torch.nn.LSTM(8, 8).to(device)
+        inputs = torch.zeros(2, 1, 8, device=device, requires_grad=True)
+        try:
+            with torch.autocast(device.type, dtype=torch.bfloat16):
+                output, _ = lstm(inputs)
+            output.float().sum().backward()
+        except RuntimeError as exc:
+            reason = (str(exc).strip().splitlines() or ["unknown error"])[0]
+            raise ConfigError(f"trainer.precision=bf16: this torch build cannot run an LSTM in bfloat16 on "
+                              f"{device.type} ({reason}); use trainer.precision=fp32") from None
 
 
 def configure_tf32(enabled: bool, device: torch.device) -> None:

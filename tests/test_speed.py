@@ -57,3 +57,27 @@ def test_compile_matches_eager_and_leaves_checkpoint_keys_plain(tmp_path, precis
     keys = snapshot(compiled)["model"].keys()
     assert keys == eager.model.state_dict().keys()
     assert not any("_orig_mod" in key for key in keys)
+
+
+def test_bf16_without_an_lstm_kernel_is_a_one_line_error(tmp_path, monkeypatch):
+    from lmdni.errors import ConfigError
+
+    def no_bf16_kernel(self, inputs, hx=None):
+        if torch.is_autocast_enabled(inputs.device.type):
+            raise RuntimeError("\"_thnn_fused_lstm_cell_cuda\" not implemented for 'BFloat16'\nmore lines")
+        return original(self, inputs, hx)
+
+    original = torch.nn.LSTM.forward
+    monkeypatch.setattr(torch.nn.LSTM, "forward", no_bf16_kernel)
+    with pytest.raises(ConfigError, match=r"cannot run an LSTM in bfloat16 on cpu \(.*BFloat16'\); use trainer"):
+        tiny_trainer(tmp_path, "dni", ["trainer.precision=bf16"])
+    tiny_trainer(tmp_path, "dni", ["trainer.precision=fp32"])  # fp32 never probes
+
+
+def test_the_bf16_probe_leaves_the_random_stream_alone(tmp_path):
+    torch.manual_seed(0)
+    tiny_trainer(tmp_path / "a", "bptt", ["trainer.precision=bf16"])
+    after_bf16 = torch.rand(3)
+    torch.manual_seed(0)
+    tiny_trainer(tmp_path / "b", "bptt")
+    assert torch.equal(after_bf16, torch.rand(3))
