@@ -229,3 +229,12 @@ def test_copy_task_resumes_from_its_checkpoint(tmp_path):
     assert resumed.returncode == 0, resumed.stderr[-1500:]
     assert "resumed from" in resumed.stderr + resumed.stdout
     assert json.loads((tmp_path / "c" / "results.json").read_text())["chars"] == 4000
+
+
+@pytest.mark.parametrize("task", ["copy", "repeat_copy"])
+def test_copy_tasks_bring_their_sg_scale_and_the_command_line_still_wins(task):
+    assert compose([]).dni.scale == 0.1  # text: the PTB-chosen default
+    assert compose([f"data={task}"]).dni.scale == 0.5
+    assert compose([f"data={task}", "dni.scale=0.2"]).dni.scale == 0.2
+    assert compose(["+experiment=paper_copy"]).dni.scale == 0.5
+    assert compose([f"data={task}"]).trainer.unroll == compose([]).trainer.unroll  # nothing else moved
