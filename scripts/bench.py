@@ -76,8 +76,9 @@ def bare_loop(args, data, vocab, device):
     return step
 
 
-def main():
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+def shape_arguments(description: str) -> argparse.ArgumentParser:
+    """The model shape and timing options every throughput script takes."""
+    parser = argparse.ArgumentParser(description=description, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--hidden", type=int, default=256)
     parser.add_argument("--batch", type=int, default=64)
     parser.add_argument("--unroll", type=int, default=4)
@@ -85,7 +86,11 @@ def main():
     parser.add_argument("--repeats", type=int, default=3)
     parser.add_argument("--device", default="cpu")
     parser.add_argument("overrides", nargs="*", help="extra Hydra overrides for the lmdni runs, e.g. dni.fused=on")
-    args = parser.parse_args()
+    return parser
+
+
+def main():
+    args = shape_arguments(__doc__).parse_args()
     device = torch.device(args.device)
     vocab = 50
     data = torch.randint(vocab, (2_000_000,), generator=torch.Generator().manual_seed(0))

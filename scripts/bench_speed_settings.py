@@ -16,7 +16,7 @@ from pathlib import Path
 import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from bench import config, time_blocks  # noqa: E402
+from bench import config, shape_arguments, time_blocks  # noqa: E402
 
 from lmdni.data import Corpus, TrainStream  # noqa: E402
 from lmdni.run import build_model  # noqa: E402
@@ -27,16 +27,9 @@ SETTINGS = {"fp32": [], "tf32": ["trainer.tf32=true"], "bf16": ["trainer.precisi
 
 
 def main():
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--hidden", type=int, default=256)
-    parser.add_argument("--batch", type=int, default=64)
-    parser.add_argument("--unroll", type=int, default=4)
-    parser.add_argument("--windows", type=int, default=300)
-    parser.add_argument("--repeats", type=int, default=3)
-    parser.add_argument("--device", default="cpu")
+    parser = shape_arguments(__doc__)
     parser.add_argument("--methods", default="bptt,dni")
     parser.add_argument("--settings", default=",".join(SETTINGS), help="comma-separated: " + ", ".join(SETTINGS))
-    parser.add_argument("overrides", nargs="*", help="extra Hydra overrides, e.g. dni.fused=on")
     args = parser.parse_args()
     device = torch.device(args.device)
     vocab = 50
@@ -54,8 +47,7 @@ def main():
         for name in args.settings.split(","):
             torch.backends.cuda.matmul.allow_tf32 = False  # torch's defaults: trainer.tf32 sets them process-wide
             torch.backends.cudnn.allow_tf32 = True
-            args.overrides_all = [*args.overrides, *SETTINGS[name]]
-            cfg = config(method, argparse.Namespace(**{**vars(args), "overrides": args.overrides_all}))
+            cfg = config(method, argparse.Namespace(**{**vars(args), "overrides": [*args.overrides, *SETTINGS[name]]}))
             torch.manual_seed(0)
             model = build_model(cfg, vocab).to(device)
             trainer = Trainer(cfg, model, corpus, TrainStream(data, args.batch, args.unroll), "/tmp", device)
