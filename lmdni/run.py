@@ -33,8 +33,6 @@ def validate(cfg) -> None:
         raise ConfigError(f"dni.head_input must be raw or squashed, got {cfg.dni.head_input!r}")
     if cfg.dni.ablation not in ("none", "shuffle"):
         raise ConfigError(f"dni.ablation must be none or shuffle, got {cfg.dni.ablation!r}")
-    if cfg.trainer.get("precision", "fp32") not in ("fp32", "bf16"):
-        raise ConfigError(f"trainer.precision must be fp32 or bf16, got {cfg.trainer.precision!r}")
     for key in ("compile", "tf32"):
         if not isinstance(cfg.trainer.get(key, False), bool):
             raise ConfigError(f"trainer.{key} must be true or false, got {cfg.trainer[key]!r}")

@@ -19,8 +19,6 @@ The README has their measured effect (scripts/bench_speed_settings.py).
 """
 from __future__ import annotations
 
-import contextlib
-
 import torch
 import torch.nn.functional as F
 
@@ -64,12 +62,12 @@ def configure_tf32(enabled: bool, device: torch.device) -> None:
 
 
 def _to_fp32(out):
-    """The outputs back to fp32 (a no-op, the same tensor, when they already are)."""
+    """The bf16 outputs back to fp32."""
     return out._replace(**{name: t.float() for name, t in out._asdict().items() if t is not None})
 
 
 def _summed_loss(logits, targets, mask):
-    logits = logits.float().reshape(-1, logits.shape[-1])
+    logits = logits.reshape(-1, logits.shape[-1])
     if mask is None:
         return F.cross_entropy(logits, targets.reshape(-1), reduction="sum")
     return (F.cross_entropy(logits, targets.reshape(-1), reduction="none") * mask.reshape(-1)).sum()
@@ -81,11 +79,7 @@ def window_forward(model, device: torch.device, precision: str = "fp32", compile
     `mask` (copy tasks) marks the targets that count; None counts all. In fp32 without compile this is exactly
     the model's forward and the cross-entropy."""
     check_precision(precision, device)
-    if precision == "bf16":
-        def autocast():
-            return torch.autocast(device.type, dtype=torch.bfloat16)
-    else:
-        autocast = contextlib.nullcontext
+    bf16 = precision == "bf16"
     # Under compile the SG heads stay eager: the regression differentiates the start state's prediction in a
     # second backward, after the window's backward has freed whatever a compiled graph saved; a tensor that merely
     # passes through a compiled region becomes that region's output and would hit the freed graph.
@@ -93,13 +87,14 @@ def window_forward(model, device: torch.device, precision: str = "fp32", compile
     summed_loss = torch.compile(_summed_loss) if compile else _summed_loss
 
     def forward(inputs, targets, mask, start, with_synthetic_gradient: bool):
-        with autocast():
+        with torch.autocast(device.type, dtype=torch.bfloat16, enabled=bf16):
             output, logits, final = unroll(inputs, start)
             if with_synthetic_gradient and model.synthetic_gradient is not None:
                 out = model.predict_synthetic_gradients(start, output, logits, final)
             else:
                 out = CoreOutput(logits, final, None, None)
-        out = _to_fp32(out)
+        if bf16:  # in fp32 there is nothing to cast: keep the hot path free of it
+            out = _to_fp32(out)
         return out, summed_loss(out.logits, targets, mask)
 
     return forward
