@@ -10,6 +10,7 @@ from __future__ import annotations
 from typing import NamedTuple
 
 import torch
+import torch.nn.functional as F
 from torch import nn
 
 
@@ -49,23 +50,57 @@ class SyntheticGradientHead(nn.Module):
         return self.output(self.hidden(state))
 
 
+class BinaryCode(nn.Module):
+    """Symbols as their bits, the encoding of the NTM / DNI Copy tasks (8-bit patterns), for any vocabulary.
+
+    In: the symbol's bit vector through a linear layer (where an embedding would learn one free row per symbol).
+    Out: one independent Bernoulli per bit, returned as the log-probability of every symbol's bit pattern,
+    log p(v) = sum_j log sigmoid(+-l_j), so the rest of the pipeline (cross-entropy, sampling) reads them as logits
+    (cross-entropy renormalises over the vocabulary: codes past it get no mass). A pattern stored bit by bit is one
+    the model can copy without having learned 2^k separate output rows, which is why the copy tasks are posed so.
+    """
+
+    def __init__(self, vocab_size: int, embedding_size: int, hidden_size: int):
+        super().__init__()
+        bits = max(1, (vocab_size - 1).bit_length())
+        codes = (torch.arange(vocab_size)[:, None] >> torch.arange(bits)) & 1
+        self.register_buffer("codes", codes.float(), persistent=False)  # rebuilt from the config, not stored
+        self.encode = nn.Linear(bits, embedding_size)
+        self.decode = nn.Linear(hidden_size, bits)
+
+    def embed(self, inputs: torch.Tensor) -> torch.Tensor:
+        return self.encode(self.codes[inputs])
+
+    def logits(self, output: torch.Tensor) -> torch.Tensor:
+        bit_logits = self.decode(output)
+        codes = self.codes.to(bit_logits.dtype)
+        return F.logsigmoid(bit_logits) @ codes.t() + F.logsigmoid(-bit_logits) @ (1 - codes).t()
+
+
 class LSTMCore(nn.Module):
     def __init__(self, vocab_size: int, hidden_size: int, num_layers: int = 1, embedding_size: int = 128,
                  dropout: float = 0.0, sg_hidden_size: int | None = None, sg_num_layers: int = 1,
-                 aux_head: bool = False, sg_input: str = "raw"):
+                 aux_head: bool = False, sg_input: str = "raw", symbols: str = "embedding"):
         """`sg_hidden_size=None`: no synthetic-gradient head (plain TBPTT); 0: linear head; >0: MLP head.
         `aux_head`: DNI+Aux, a second head predicting the next boundary's synthetic gradient from the start state.
         `sg_input`: what the SG head reads — "raw" (h, c) or "squashed" (h, tanh c): the cell state is unbounded,
-        and a linear head on a growing c predicts a growing SG (see `head_input`)."""
+        and a linear head on a growing c predicts a growing SG (see `head_input`).
+        `symbols`: "embedding" (a learned row per symbol in, a softmax out) or "binary" (`BinaryCode`)."""
         super().__init__()
         if sg_input not in ("raw", "squashed"):
             raise ValueError(f"sg_input must be raw or squashed, got {sg_input!r}")
+        if symbols not in ("embedding", "binary"):
+            raise ValueError(f"symbols must be embedding or binary, got {symbols!r}")
         self.sg_input = sg_input
         self.vocab_size, self.hidden_size, self.num_layers = vocab_size, hidden_size, num_layers
-        self.embedding = nn.Embedding(vocab_size, embedding_size)
+        if symbols == "binary":
+            self.binary = BinaryCode(vocab_size, embedding_size, hidden_size)
+            self.embedding, self.decoder = self.binary.embed, self.binary.logits
+        else:
+            self.embedding = nn.Embedding(vocab_size, embedding_size)
+            self.decoder = nn.Linear(hidden_size, vocab_size)
         self.lstm = nn.LSTM(embedding_size, hidden_size, num_layers, dropout=dropout if num_layers > 1 else 0.0)
         self.dropout = nn.Dropout(dropout)
-        self.decoder = nn.Linear(hidden_size, vocab_size)
         self.synthetic_gradient = (SyntheticGradientHead(self.state_size, sg_hidden_size, sg_num_layers)
                                    if sg_hidden_size is not None else None)
         # DNI+Aux: from the top layer's output at the window's first step, predict the SG that the window's end will

@@ -31,6 +31,8 @@ def validate(cfg) -> None:
         raise ConfigError(f"method must be one of {', '.join(METHODS)}, got {cfg.method!r}")
     if cfg.dni.head_input not in ("raw", "squashed"):
         raise ConfigError(f"dni.head_input must be raw or squashed, got {cfg.dni.head_input!r}")
+    if cfg.model.get("symbols", "embedding") not in ("embedding", "binary"):
+        raise ConfigError(f"model.symbols must be embedding or binary, got {cfg.model.symbols!r}")
     if cfg.dni.ablation not in ("none", "shuffle"):
         raise ConfigError(f"dni.ablation must be none or shuffle, got {cfg.dni.ablation!r}")
     for key in ("compile", "tf32"):
@@ -59,7 +61,7 @@ def build_model(cfg, vocab_size: int) -> LSTMCore:
     return LSTMCore(vocab_size, m.hidden_size, m.num_layers, m.embedding_size, m.dropout,
                     sg_hidden_size=cfg.dni.head_hidden_size if with_head else None,
                     sg_num_layers=cfg.dni.head_num_layers, aux_head=cfg.method == "dni_aux",
-                    sg_input=cfg.dni.get("head_input", "squashed"))
+                    sg_input=cfg.dni.get("head_input", "squashed"), symbols=m.get("symbols", "embedding"))
 
 
 def build_trainer(cfg, out_dir, distributed=None):

@@ -46,6 +46,7 @@ def test_train_writes_metrics_checkpoints_and_eval_reads_them(tmp_path, text_fil
     (["data.path=/nonexistent/file.txt"], "does not exist"),
     (["trainer.precision=fp16"], "trainer.precision must be fp32 or bf16"),
     (["trainer.compile=maybe"], "trainer.compile must be true or false"),
+    (["model.symbols=ternary"], "model.symbols must be embedding or binary"),
 ])
 def test_bad_input_is_one_line_error(tmp_path, text_file, overrides, message):
     args = ["lmdni", "data=text", f"data.path={text_file}", *TINY, f"hydra.run.dir={tmp_path / 'r'}", *overrides]
@@ -221,8 +222,9 @@ def test_experiment_presets_compose(preset, data):
     assert cfg.data.name == data and cfg.model.hidden_size >= 256
 
 
-def test_copy_task_resumes_from_its_checkpoint(tmp_path):
-    common = ["lmdni", "data=copy", "method=dni", "model.hidden_size=16", "model.embedding_size=8",
+@pytest.mark.parametrize("symbols", ["embedding", "binary"])
+def test_copy_task_resumes_from_its_checkpoint(tmp_path, symbols):
+    common = ["lmdni", "data=copy", "method=dni", "model.hidden_size=16", "model.embedding_size=8", f"model.symbols={symbols}",
               "trainer.batch_size=4", "trainer.eval_every=1000", "threads=1", f"hydra.run.dir={tmp_path / 'c'}"]
     assert run([*common, "trainer.max_chars=2000"]).returncode == 0
     resumed = run([*common, "trainer.max_chars=4000"])
@@ -232,9 +234,11 @@ def test_copy_task_resumes_from_its_checkpoint(tmp_path):
 
 
 @pytest.mark.parametrize("task", ["copy", "repeat_copy"])
-def test_copy_tasks_bring_their_sg_scale_and_the_command_line_still_wins(task):
+def test_copy_tasks_bring_their_settings_and_the_command_line_still_wins(task):
     assert compose([]).dni.scale == 0.1  # text: the PTB-chosen default
     assert compose([f"data={task}"]).dni.scale == 0.5
     assert compose([f"data={task}", "dni.scale=0.2"]).dni.scale == 0.2
     assert compose(["+experiment=paper_copy"]).dni.scale == 0.5
+    assert compose([f"data={task}"]).model.symbols == "binary" and compose([]).model.symbols == "embedding"
+    assert compose([f"data={task}", "model.symbols=embedding"]).model.symbols == "embedding"
     assert compose([f"data={task}"]).trainer.unroll == compose([]).trainer.unroll  # nothing else moved

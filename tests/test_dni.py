@@ -226,3 +226,22 @@ def test_squashed_head_input_bounds_the_synthetic_gradient():
     h_max = state[:, : L * H].abs().max()
     assert bounded <= weights * max(1.0, float(h_max)) + 1e-5
     torch.testing.assert_close(squashed.head_input(state)[:, : L * H], state[:, : L * H])
+
+
+def test_binary_symbols_are_independent_bernoulli_bits():
+    """model.symbols=binary: a symbol goes in as its bit vector, and comes out as a product of one Bernoulli per bit."""
+    torch.manual_seed(0)
+    vocab = 16  # 4 bits: every code is a symbol, so the distribution over symbols is exactly the product of bits
+    model = LSTMCore(vocab, H, 1, embedding_size=8, symbols="binary").double()
+    x = torch.tensor([[5, 0], [15, 9]])
+    out = model(x, model.initial_state(2).double())
+    torch.testing.assert_close(out.logits.exp().sum(-1), torch.ones(2, 2, dtype=torch.float64))
+    bits = torch.tensor([(9 >> j) & 1 for j in range(4)], dtype=torch.float64)
+    output, _, _ = model.unroll(x, model.initial_state(2).double())
+    bit_logits = model.binary.decode(output[1, 1])
+    by_hand = (bits * F.logsigmoid(bit_logits) + (1 - bits) * F.logsigmoid(-bit_logits)).sum()
+    torch.testing.assert_close(out.logits[1, 1, 9], by_hand)
+    # the input side is linear in the bits: symbol 5 = bits 0 and 2
+    encode = model.binary.encode
+    torch.testing.assert_close(model.embedding(torch.tensor(5)) - encode.bias, encode.weight[:, 0] + encode.weight[:, 2])
+    assert all(not name.endswith("codes") for name in model.state_dict())  # rebuilt from the config, not stored

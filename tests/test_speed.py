@@ -16,10 +16,12 @@ def window_losses(trainer, windows):
     return losses
 
 
-@pytest.mark.parametrize("method", ["bptt", "dni", "dni_aux"])
-def test_bf16_autocast_tracks_fp32_and_keeps_everything_stored_in_fp32(tmp_path, method):
-    reference = window_losses(tiny_trainer(tmp_path / "fp32", method, ["dni.scale=0.5"]), 30)
-    trainer = tiny_trainer(tmp_path / "bf16", method, ["dni.scale=0.5", "trainer.precision=bf16"])
+@pytest.mark.parametrize("method,symbols", [("bptt", "embedding"), ("dni", "embedding"), ("dni_aux", "embedding"),
+                                            ("dni", "binary")])
+def test_bf16_autocast_tracks_fp32_and_keeps_everything_stored_in_fp32(tmp_path, method, symbols):
+    settings = ["dni.scale=0.5", f"model.symbols={symbols}"]
+    reference = window_losses(tiny_trainer(tmp_path / "fp32", method, settings), 30)
+    trainer = tiny_trainer(tmp_path / "bf16", method, [*settings, "trainer.precision=bf16"])
     losses = window_losses(trainer, 30)
     # bf16 keeps ~3 significant digits: the trajectories stay together, but are not identical (it did run in bf16)
     assert losses != reference

@@ -5,9 +5,12 @@ Each batch column is an endless run of episodes. An episode, as symbols:
     copy:         START p1 .. pN STOP p1 .. pN
     repeat_copy:  START p1 .. pN R(r) p1 .. pN  p1 .. pN  ... (r times)  END
 
-p_i are random 8-bit patterns (symbols 0..255), drawn fresh per episode. The model reads the stream as a language
-model does (next-symbol prediction, teacher forcing); loss and error are counted only where the target is a symbol
-the model must reproduce (the copies, and END for repeat_copy), never on the random input patterns.
+p_i are random 8-bit patterns (symbols 0..255), drawn fresh per episode. The stream is symbol ids either way; the
+task configs set `model.symbols=binary`, so the model reads and predicts each symbol as its bits, as the paper poses
+the task (8 input bits, one Bernoulli output per bit); `model.symbols=embedding` gives each pattern a learned row.
+The model reads the stream as a language model does (next-symbol prediction, teacher forcing); loss and error are
+counted only where the target is a symbol the model must reproduce (the copies, and END for repeat_copy), never on
+the random input patterns.
 
 Curriculum: the error is measured in bits per episode (summed cross-entropy over its reproduced symbols, in bits);
 when its average over `window_episodes` completed episodes falls below `threshold` (the paper's 0.15), the level
