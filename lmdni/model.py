@@ -80,9 +80,12 @@ class BinaryCode(nn.Module):
 class LSTMCore(nn.Module):
     def __init__(self, vocab_size: int, hidden_size: int, num_layers: int = 1, embedding_size: int = 128,
                  dropout: float = 0.0, sg_hidden_size: int | None = None, sg_num_layers: int = 1,
-                 aux_head: bool = False, sg_input: str = "raw", symbols: str = "embedding"):
+                 aux_head: bool = False, sg_input: str = "raw", symbols: str = "embedding",
+                 aux_in_target: bool = False):
         """`sg_hidden_size=None`: no synthetic-gradient head (plain TBPTT); 0: linear head; >0: MLP head.
         `aux_head`: DNI+Aux, a second head predicting the next boundary's synthetic gradient from the start state.
+        `aux_in_target`: let the aux loss's gradient into the SG's bootstrapped target too (see `aux_input`; the
+        behaviour before it was kept out, for reproducing those runs).
         `sg_input`: what the SG head reads — "raw" (h, c) or "squashed" (h, tanh c): the cell state is unbounded,
         and a linear head on a growing c predicts a growing SG (see `head_input`).
         `symbols`: "embedding" (a learned row per symbol in, a softmax out) or "binary" (`BinaryCode`)."""
@@ -91,7 +94,7 @@ class LSTMCore(nn.Module):
             raise ValueError(f"sg_input must be raw or squashed, got {sg_input!r}")
         if symbols not in ("embedding", "binary"):
             raise ValueError(f"symbols must be embedding or binary, got {symbols!r}")
-        self.sg_input = sg_input
+        self.sg_input, self.aux_in_target = sg_input, aux_in_target
         self.vocab_size, self.hidden_size, self.num_layers = vocab_size, hidden_size, num_layers
         if symbols == "binary":
             self.binary = BinaryCode(vocab_size, embedding_size, hidden_size)
@@ -104,7 +107,8 @@ class LSTMCore(nn.Module):
         self.synthetic_gradient = (SyntheticGradientHead(self.state_size, sg_hidden_size, sg_num_layers)
                                    if sg_hidden_size is not None else None)
         # DNI+Aux: from the top layer's output at the window's first step, predict the SG that the window's end will
-        # produce. It reads an in-graph activation, so its loss also trains the core. Zero-initialised, like the SG.
+        # produce. It reads an in-graph activation, so its loss also trains the core (see `aux_input` for which
+        # part of it). Zero-initialised, like the SG.
         self.aux_synthetic_gradient = nn.Linear(hidden_size, self.state_size) if aux_head else None
         if aux_head:
             nn.init.zeros_(self.aux_synthetic_gradient.weight)
@@ -139,7 +143,7 @@ class LSTMCore(nn.Module):
         output, logits, final = self.unroll(inputs, state)
         if self.synthetic_gradient is None or not with_synthetic_gradient:
             return CoreOutput(logits, final, None, None)
-        return self.predict_synthetic_gradients(state, output, logits, final)
+        return self.predict_synthetic_gradients(inputs, state, output, logits, final)
 
     def unroll(self, inputs: torch.Tensor, state: torch.Tensor):
         """The language model alone: (top layer's outputs, logits, final state)."""
@@ -147,8 +151,18 @@ class LSTMCore(nn.Module):
         output, (h, c) = self.lstm(self.dropout(self.embedding(inputs)), (h, c))
         return output, self.decoder(self.dropout(output)), self.join_state(h, c)
 
-    def predict_synthetic_gradients(self, start: torch.Tensor, output: torch.Tensor, logits: torch.Tensor,
-                                    final: torch.Tensor) -> CoreOutput:
+    def aux_input(self, inputs: torch.Tensor, start: torch.Tensor) -> torch.Tensor:
+        """What the aux head reads: the top layer's output at the window's first step, recomputed (one step) from
+        the start state *detached*. Its loss then trains the core's weights exactly as if it read the unrolled
+        output, but adds nothing to the gradient that reaches the start state, which is the SG's bootstrapped
+        target: otherwise the SG would learn to predict the aux loss's gradient, while the aux loss's target is the
+        SG — a loop that ran away on Repeat-Copy (README)."""
+        h, c = self.split_state(start.detach())
+        first, _ = self.lstm(self.dropout(self.embedding(inputs[:1])), (h, c))
+        return first[0]
+
+    def predict_synthetic_gradients(self, inputs: torch.Tensor, start: torch.Tensor, output: torch.Tensor,
+                                    logits: torch.Tensor, final: torch.Tensor) -> CoreOutput:
         """The heads, given an unrolled window. The start state's prediction is regressed onto the bootstrapped
         target after the window's backward, so it keeps its graph to the head's parameters. The final state's is
         only ever used as a constant (injected as the future gradient, or the aux head's target), so it is made
@@ -157,5 +171,8 @@ class LSTMCore(nn.Module):
         start_sg = self.synthetic_gradient(self.head_input(start.detach()))
         with torch.no_grad():
             final_sg = self.synthetic_gradient(self.head_input(final.detach()))
-        aux = self.aux_synthetic_gradient(output[0]) if self.aux_synthetic_gradient is not None else None
+        aux = None
+        if self.aux_synthetic_gradient is not None:
+            first = output[0] if self.aux_in_target else self.aux_input(inputs, start)
+            aux = self.aux_synthetic_gradient(first)
         return CoreOutput(logits, final, final_sg, start_sg, aux)

@@ -38,6 +38,10 @@ def validate(cfg) -> None:
     for key in ("compile", "tf32"):
         if not isinstance(cfg.trainer.get(key, False), bool):
             raise ConfigError(f"trainer.{key} must be true or false, got {cfg.trainer[key]!r}")
+    if cfg.data.name in ("copy", "repeat_copy") and cfg.data.get("phase", "random") not in ("random", "aligned"):
+        raise ConfigError(f"data.phase must be random or aligned, got {cfg.data.phase!r}")
+    if not isinstance(cfg.dni.get("aux_in_target", False), bool):
+        raise ConfigError(f"dni.aux_in_target must be true or false, got {cfg.dni.aux_in_target!r}")
     if cfg.device not in ("auto", "cpu", "cuda") and not str(cfg.device).startswith("cuda:"):
         raise ConfigError(f"device must be auto, cpu or cuda, got {cfg.device!r}")
 
@@ -61,7 +65,8 @@ def build_model(cfg, vocab_size: int) -> LSTMCore:
     return LSTMCore(vocab_size, m.hidden_size, m.num_layers, m.embedding_size, m.dropout,
                     sg_hidden_size=cfg.dni.head_hidden_size if with_head else None,
                     sg_num_layers=cfg.dni.head_num_layers, aux_head=cfg.method == "dni_aux",
-                    sg_input=cfg.dni.get("head_input", "squashed"), symbols=m.get("symbols", "embedding"))
+                    sg_input=cfg.dni.get("head_input", "squashed"), symbols=m.get("symbols", "embedding"),
+                    aux_in_target=bool(cfg.dni.get("aux_in_target", False)))
 
 
 def build_trainer(cfg, out_dir, distributed=None):
@@ -80,7 +85,7 @@ def build_trainer(cfg, out_dir, distributed=None):
         d = cfg.data
         stream = CopyStream(cfg.trainer.batch_size, cfg.trainer.unroll, repeat=d.name == "repeat_copy", seed=cfg.seed,
                             threshold=d.threshold, window_episodes=d.window_episodes, start_length=d.start_length,
-                            max_repeats=d.max_repeats)
+                            max_repeats=d.max_repeats, phase=d.get("phase", "random"))
         vocab_size = stream.vocab_size
     else:
         corpus = load_corpus(cfg.data)

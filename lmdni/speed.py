@@ -90,7 +90,7 @@ def window_forward(model, device: torch.device, precision: str = "fp32", compile
         with torch.autocast(device.type, dtype=torch.bfloat16, enabled=bf16):
             output, logits, final = unroll(inputs, start)
             if with_synthetic_gradient and model.synthetic_gradient is not None:
-                out = model.predict_synthetic_gradients(start, output, logits, final)
+                out = model.predict_synthetic_gradients(inputs, start, output, logits, final)
             else:
                 out = CoreOutput(logits, final, None, None)
         if bf16:  # in fp32 there is nothing to cast: keep the hot path free of it

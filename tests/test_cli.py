@@ -47,6 +47,7 @@ def test_train_writes_metrics_checkpoints_and_eval_reads_them(tmp_path, text_fil
     (["trainer.precision=fp16"], "trainer.precision must be fp32 or bf16"),
     (["trainer.compile=maybe"], "trainer.compile must be true or false"),
     (["model.symbols=ternary"], "model.symbols must be embedding or binary"),
+    (["dni.aux_in_target=maybe"], "dni.aux_in_target must be true or false"),
 ])
 def test_bad_input_is_one_line_error(tmp_path, text_file, overrides, message):
     args = ["lmdni", "data=text", f"data.path={text_file}", *TINY, f"hydra.run.dir={tmp_path / 'r'}", *overrides]
@@ -242,3 +243,9 @@ def test_copy_tasks_bring_their_settings_and_the_command_line_still_wins(task):
     assert compose([f"data={task}"]).model.symbols == "binary" and compose([]).model.symbols == "embedding"
     assert compose([f"data={task}", "model.symbols=embedding"]).model.symbols == "embedding"
     assert compose([f"data={task}"]).trainer.unroll == compose([]).trainer.unroll  # nothing else moved
+
+
+def test_copy_phase_bad_value_is_one_line_error(tmp_path):
+    result = run(["lmdni", "data=copy", "data.phase=sideways", *TINY, f"hydra.run.dir={tmp_path / 'c'}"])
+    assert result.returncode != 0 and "data.phase must be random or aligned" in result.stderr
+    assert "Traceback" not in result.stderr

@@ -13,7 +13,7 @@ def stream_symbols(stream, windows):
 
 
 def test_copy_episodes_and_mask():
-    stream = CopyStream(batch_size=2, unroll=3, start_length=3, seed=1)
+    stream = CopyStream(batch_size=2, unroll=3, start_length=3, seed=1, phase="aligned")
     xs, ys, mask = stream_symbols(stream, 10)
     assert ys[:-1] == xs[1:]  # targets are the next inputs: one continuous stream per column
     seq = [xs[0]] + ys
@@ -26,7 +26,7 @@ def test_copy_episodes_and_mask():
 
 
 def test_repeat_copy_episode():
-    stream = CopyStream(batch_size=1, unroll=5, repeat=True, start_length=2, seed=0)
+    stream = CopyStream(batch_size=1, unroll=5, repeat=True, start_length=2, seed=0, phase="aligned")
     stream.repeats = 3
     xs, ys, mask = stream_symbols(stream, 4)
     seq = [xs[0]] + ys
@@ -58,3 +58,26 @@ def test_copy_stream_resumes_exactly():
     for _ in range(5):
         wa, wb = a.next_window(), b.next_window()
         assert torch.equal(wa[0], wb[0]) and torch.equal(wa[4], wb[4])
+
+
+def test_random_phase_puts_boundaries_everywhere_and_counts_no_partial_episode():
+    """Episodes of one length meet the window boundaries at one position per column; random phase spreads that
+    position over the batch. The first, partial episode of a column counts nothing (its patterns were not all shown)."""
+    length, unroll, batch = 3, 4, 64
+    episode = 2 * length + 2
+    stream = CopyStream(batch_size=batch, unroll=unroll, start_length=length, seed=0)
+    x, _, _, _, mask = stream.next_window()
+    offsets = set()
+    for column in range(batch):
+        symbols = x[:, column].tolist()
+        if START in symbols:
+            offsets.add((episode - symbols.index(START)) % episode)  # where in its episode the column started
+        assert not mask[: symbols.index(START) if START in symbols else unroll, column].any()
+    assert len(offsets) >= episode // 2  # not all columns in phase (aligned: one offset only)
+    aligned = CopyStream(batch_size=batch, unroll=unroll, start_length=length, seed=0, phase="aligned")
+    assert (aligned.next_window()[0][0] == START).all()
+    # after the partial episode every column carries well-formed, counted episodes
+    xs, ys, masks = stream_symbols(stream, 12)
+    seq = [xs[0]] + ys
+    first = seq.index(START)
+    assert seq[first + 1 + length] == STOP and seq[first + 2 + length: first + 2 + 2 * length] == seq[first + 1: first + 1 + length]

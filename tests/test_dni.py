@@ -6,7 +6,7 @@ import torch
 import torch.nn.functional as F
 
 from lmdni.data import Corpus, TrainStream
-from lmdni.dni import backward_window, bootstrapped_target
+from lmdni.dni import aux_loss, backward_window, bootstrapped_target
 from lmdni.model import LSTMCore
 from lmdni.run import build_model, seed_everything
 from lmdni.trainer import Trainer
@@ -245,3 +245,42 @@ def test_binary_symbols_are_independent_bernoulli_bits():
     encode = model.binary.encode
     torch.testing.assert_close(model.embedding(torch.tensor(5)) - encode.bias, encode.weight[:, 0] + encode.weight[:, 2])
     assert all(not name.endswith("codes") for name in model.state_dict())  # rebuilt from the config, not stored
+
+
+def test_aux_loss_trains_the_core_but_stays_out_of_the_bootstrapped_target():
+    """DNI+Aux: the aux loss's gradient reaches the core's weights exactly as if the aux head read the unrolled
+    first output, and nothing of it reaches the start state (whose gradient is the SG's regression target)."""
+    torch.manual_seed(0)
+    model = LSTMCore(V, H, L, embedding_size=8, sg_hidden_size=0, aux_head=True).double()
+    for head in (model.synthetic_gradient.output, model.aux_synthetic_gradient):
+        torch.nn.init.normal_(head.weight, 0, 0.3)
+        torch.nn.init.normal_(head.bias, 0, 0.3)
+    x, y = data()
+    x, y = x[:T], y[:T]
+    start0 = torch.randn(B, model.state_size, dtype=torch.float64)
+
+    def window(with_aux, read_unrolled=False):
+        model.zero_grad(set_to_none=True)
+        start = start0.clone().requires_grad_(True)
+        out = model(x, start)
+        loss_sum = F.cross_entropy(out.logits.reshape(-1, V), y.reshape(-1), reduction="sum")
+        extra = None
+        if with_aux:
+            prediction = out.aux_prediction
+            if read_unrolled:  # dni.aux_in_target=true: the head on the unrolled output, which depends on `start`
+                model.aux_in_target = True
+                prediction = model(x, start).aux_prediction
+                model.aux_in_target = False
+            extra = 0.5 * aux_loss(prediction, out.synthetic_gradient)
+        backward_window(loss_sum, B * T, out.state, 0.5 * out.synthetic_gradient, extra)
+        core = {n: p.grad.clone() for n, p in model.named_parameters() if n.startswith("lstm") and p.grad is not None}
+        return bootstrapped_target(start, B * T), core
+
+    plain_target, plain_core = window(with_aux=False)
+    aux_target, aux_core = window(with_aux=True)
+    unrolled_target, unrolled_core = window(with_aux=True, read_unrolled=True)
+    torch.testing.assert_close(aux_target, plain_target)  # the aux loss stays out of the target
+    assert not torch.allclose(unrolled_target, plain_target)  # it would not, reading the unrolled output
+    for name in plain_core:
+        torch.testing.assert_close(aux_core[name], unrolled_core[name])  # the core learns the same from it
+    assert any(not torch.allclose(aux_core[n], plain_core[n]) for n in plain_core)  # and does learn from it

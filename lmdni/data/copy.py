@@ -12,6 +12,13 @@ The model reads the stream as a language model does (next-symbol prediction, tea
 counted only where the target is a symbol the model must reproduce (the copies, and END for repeat_copy), never on
 the random input patterns.
 
+Phase: with `phase="random"` (the default) each column starts at a random point of its first episode (that partial
+episode counts nothing), so across the batch the window boundaries fall at every position of an episode. With
+`phase="aligned"` every column starts an episode at the stream's start: episodes of one length then meet the
+boundaries at the same positions in every column, and where the episode length is a multiple of the unroll every
+copy falls in a later window than the pattern it copies (at unroll 4 and length 3: all of them, in every column),
+which BPTT cannot assign credit across. Aligned is how the runs before this option were made.
+
 Curriculum: the error is measured in bits per episode (summed cross-entropy over its reproduced symbols, in bits);
 when its average over `window_episodes` completed episodes falls below `threshold` (the paper's 0.15), the level
 rises: N+1 for copy; N and r alternately for repeat_copy. `solved` is the largest output length (N, or N·r) passed.
@@ -30,13 +37,21 @@ REPEAT0 = 259  # symbol for repeat count r is REPEAT0 + r - 1
 
 class CopyStream:
     def __init__(self, batch_size: int, unroll: int, repeat: bool = False, seed: int = 0, threshold: float = 0.15,
-                 window_episodes: int = 200, start_length: int = 1, max_repeats: int = 20):
+                 window_episodes: int = 200, start_length: int = 1, max_repeats: int = 20, phase: str = "random"):
+        if phase not in ("random", "aligned"):
+            raise ValueError(f"phase must be random or aligned, got {phase!r}")
         self.batch_size, self.unroll, self.repeat = batch_size, unroll, repeat
         self.threshold, self.window_episodes, self.max_repeats = threshold, window_episodes, max_repeats
         self.length, self.repeats = start_length, 1
         self.solved = 0
         self.rng = np.random.default_rng(seed)
         self.buffers = [([], []) for _ in range(batch_size)]  # per column: symbols, counted-in-loss flags
+        if phase == "random":
+            for symbols, counted in self.buffers:
+                episode, _ = self._episode()
+                skip = int(self.rng.integers(0, len(episode)))
+                symbols.extend(episode[skip:])
+                counted.extend([False] * (len(episode) - skip))  # its patterns were (partly) never shown
         self.bits, self.episodes = 0.0, 0
         self.position = 0  # windows served; the stream never restarts
         self.epoch = 0
