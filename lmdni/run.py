@@ -4,6 +4,7 @@ from __future__ import annotations
 import random
 
 import torch
+from omegaconf import OmegaConf
 
 from .data import TrainStream, load_corpus
 from .data.copy import CopyStream
@@ -35,13 +36,12 @@ def validate(cfg) -> None:
         raise ConfigError(f"model.symbols must be embedding or binary, got {cfg.model.symbols!r}")
     if cfg.dni.ablation not in ("none", "shuffle"):
         raise ConfigError(f"dni.ablation must be none or shuffle, got {cfg.dni.ablation!r}")
-    for key in ("compile", "tf32"):
-        if not isinstance(cfg.trainer.get(key, False), bool):
-            raise ConfigError(f"trainer.{key} must be true or false, got {cfg.trainer[key]!r}")
+    for key in ("trainer.compile", "trainer.tf32", "dni.aux_in_target"):
+        value = OmegaConf.select(cfg, key, default=False)
+        if not isinstance(value, bool):
+            raise ConfigError(f"{key} must be true or false, got {value!r}")
     if cfg.data.name in ("copy", "repeat_copy") and cfg.data.get("phase", "random") not in ("random", "aligned"):
         raise ConfigError(f"data.phase must be random or aligned, got {cfg.data.phase!r}")
-    if not isinstance(cfg.dni.get("aux_in_target", False), bool):
-        raise ConfigError(f"dni.aux_in_target must be true or false, got {cfg.dni.aux_in_target!r}")
     if cfg.device not in ("auto", "cpu", "cuda") and not str(cfg.device).startswith("cuda:"):
         raise ConfigError(f"device must be auto, cpu or cuda, got {cfg.device!r}")
 
