@@ -105,42 +105,37 @@ def eval_main(argv=None) -> None:
     parser.add_argument("run_dir", type=Path, help="a run directory written by lmdni-train")
     parser.add_argument("--split", choices=("test", "valid", "train"), default="test")
     parser.add_argument("--checkpoint", choices=("best", "last"), default="best")
+    parser.add_argument("--columns", type=int, default=1,
+                        help="read the split as this many side-by-side columns, each from a zero state "
+                             "(default 1: the state is carried across the whole split)")
     parser.add_argument("--data-root", default=None, help="override data.root of the saved config")
     parser.add_argument("--device", default="auto")
     args = parser.parse_args(argv)
+    if args.columns < 1:
+        _fail("lmdni-eval", f"--columns must be >= 1, got {args.columns}")
     try:
-        print(json.dumps(evaluate_run(args.run_dir, args.split, args.checkpoint, args.data_root, args.device)))
+        print(json.dumps(evaluate_run(args.run_dir, args.split, args.checkpoint, args.data_root, args.device,
+                                      args.columns)))
     except LmdniError as exc:
         _fail("lmdni-eval", str(exc))
 
 
-def evaluate_run(run_dir: Path, split="test", which="best", data_root=None, device="auto") -> dict:
-    from omegaconf import OmegaConf
-
-    from . import checkpoint as ckpt
+def evaluate_run(run_dir: Path, split="test", which="best", data_root=None, device="auto", columns=1) -> dict:
     from .data import load_corpus
     from .errors import CheckpointError
     from .evaluate import bits_per_character, split_nats
-    from .run import build_model, resolve_device
+    from .run import load_run
 
-    run_dir = Path(run_dir)
-    path = run_dir / f"{which}.pt"
-    if not path.is_file():
-        raise CheckpointError(f"{run_dir} is not an lmdni run (no {which}.pt)")
-    payload = ckpt.load(path)
-    cfg = OmegaConf.create(payload["config"])
+    cfg, model, payload = load_run(run_dir, which, device)
+    if not payload.get("vocab"):
+        raise CheckpointError(f"{run_dir} was trained on a generated task ({cfg.data.name}), not text: "
+                              f"its results are in results.json")
     if data_root is not None:
         cfg.data.root = data_root
     corpus = load_corpus(cfg.data)
     if corpus.vocab != payload["vocab"]:
-        raise CheckpointError(f"the data's vocabulary differs from the one {path} was trained on")
-    dev = resolve_device(device)
-    model = build_model(cfg, corpus.vocab_size)
-    try:
-        model.load_state_dict(payload["model"])
-    except RuntimeError as exc:
-        raise CheckpointError(f"{path} does not match the configured model: {str(exc).splitlines()[0]}") from None
-    model.to(dev)
-    nats, count = split_nats(model, getattr(corpus, split), cfg.trainer.eval_batch_size, device=dev)
-    return {"run_dir": str(run_dir), "checkpoint": which, "split": split, "chars": count,
+        raise CheckpointError(f"the data's vocabulary differs from the one {run_dir}/{which}.pt was trained on")
+    device = next(model.parameters()).device
+    nats, count = split_nats(model, getattr(corpus, split), columns, device=device)
+    return {"run_dir": str(run_dir), "checkpoint": which, "split": split, "columns": columns, "chars": count,
             "bpc": bits_per_character(nats, count), "trained_chars": payload["chars"]}

@@ -14,6 +14,17 @@ import torch.nn.functional as F
 from torch import nn
 
 
+HEAD_INPUTS = ("squashed", "raw")
+DEFAULT_HEAD_INPUT = "squashed"  # the one default: `dni.head_input` in conf/train.yaml says the same (a test checks)
+
+
+class Unrolled(NamedTuple):
+    output: torch.Tensor  # (T, B, hidden): the top layer's outputs
+    logits: torch.Tensor  # (T, B, vocab)
+    state: torch.Tensor  # (B, state_size): the state after the last step
+    first_input: torch.Tensor  # (B, embedding): the first step's input as the LSTM read it (dropout applied)
+
+
 class CoreOutput(NamedTuple):
     logits: torch.Tensor  # (T, B, vocab)
     state: torch.Tensor  # (B, state_size): the state after the window's last step (the next boundary)
@@ -80,17 +91,17 @@ class BinaryCode(nn.Module):
 class LSTMCore(nn.Module):
     def __init__(self, vocab_size: int, hidden_size: int, num_layers: int = 1, embedding_size: int = 128,
                  dropout: float = 0.0, sg_hidden_size: int | None = None, sg_num_layers: int = 1,
-                 aux_head: bool = False, sg_input: str = "raw", symbols: str = "embedding",
+                 aux_head: bool = False, sg_input: str = DEFAULT_HEAD_INPUT, symbols: str = "embedding",
                  aux_in_target: bool = False):
         """`sg_hidden_size=None`: no synthetic-gradient head (plain TBPTT); 0: linear head; >0: MLP head.
         `aux_head`: DNI+Aux, a second head predicting the next boundary's synthetic gradient from the start state.
         `aux_in_target`: let the aux loss's gradient into the SG's bootstrapped target too (see `aux_input`; the
         behaviour before it was kept out, for reproducing those runs).
-        `sg_input`: what the SG head reads — "raw" (h, c) or "squashed" (h, tanh c): the cell state is unbounded,
+        `sg_input`: what the SG head reads — "squashed" (h, tanh c) or "raw" (h, c): the cell state is unbounded,
         and a linear head on a growing c predicts a growing SG (see `head_input`).
         `symbols`: "embedding" (a learned row per symbol in, a softmax out) or "binary" (`BinaryCode`)."""
         super().__init__()
-        if sg_input not in ("raw", "squashed"):
+        if sg_input not in HEAD_INPUTS:
             raise ValueError(f"sg_input must be raw or squashed, got {sg_input!r}")
         if symbols not in ("embedding", "binary"):
             raise ValueError(f"symbols must be embedding or binary, got {symbols!r}")
@@ -119,7 +130,8 @@ class LSTMCore(nn.Module):
         return 2 * self.num_layers * self.hidden_size
 
     def initial_state(self, batch_size: int, device=None) -> torch.Tensor:
-        return torch.zeros(batch_size, self.state_size, device=device)
+        """Zeros in the weights' dtype (float64 models, for gradient checks, get float64 states)."""
+        return torch.zeros(batch_size, self.state_size, device=device, dtype=self.lstm.weight_hh_l0.dtype)
 
     def split_state(self, state: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         """(B, 2LH) → h, c as nn.LSTM wants them: (L, B, H) each."""
@@ -140,39 +152,43 @@ class LSTMCore(nn.Module):
     def forward(self, inputs: torch.Tensor, state: torch.Tensor, with_synthetic_gradient: bool = True) -> CoreOutput:
         """inputs (T, B) symbol ids; state (B, state_size). The head reads the states *detached*: its regression
         loss trains the head only, never the core (the core learns from the gradients the head injects)."""
-        output, logits, final = self.unroll(inputs, state)
+        unrolled = self.unroll(inputs, state)
         if self.synthetic_gradient is None or not with_synthetic_gradient:
-            return CoreOutput(logits, final, None, None)
-        return self.predict_synthetic_gradients(inputs, state, output, logits, final)
+            return CoreOutput(unrolled.logits, unrolled.state, None, None)
+        return self.predict_synthetic_gradients(state, unrolled)
 
-    def unroll(self, inputs: torch.Tensor, state: torch.Tensor):
-        """The language model alone: (top layer's outputs, logits, final state)."""
+    def unroll(self, inputs: torch.Tensor, state: torch.Tensor) -> Unrolled:
+        """The language model alone."""
         h, c = self.split_state(state)
-        output, (h, c) = self.lstm(self.dropout(self.embedding(inputs)), (h, c))
-        return output, self.decoder(self.dropout(output)), self.join_state(h, c)
+        embedded = self.dropout(self.embedding(inputs))
+        output, (h, c) = self.lstm(embedded, (h, c))
+        return Unrolled(output, self.decoder(self.dropout(output)), self.join_state(h, c), embedded[0])
 
-    def aux_input(self, inputs: torch.Tensor, start: torch.Tensor) -> torch.Tensor:
+    def aux_input(self, first_input: torch.Tensor, start: torch.Tensor) -> torch.Tensor:
         """What the aux head reads: the top layer's output at the window's first step, recomputed (one step) from
-        the start state *detached*. Its loss then trains the core's weights exactly as if it read the unrolled
-        output, but adds nothing to the gradient that reaches the start state, which is the SG's bootstrapped
-        target: otherwise the SG would learn to predict the aux loss's gradient, while the aux loss's target is the
-        SG — a loop that ran away on Repeat-Copy (README)."""
+        the start state *detached*, on the first input exactly as the unroll read it (same dropout mask). Its loss
+        then trains the core's weights as if it read the unrolled output, but adds nothing to the gradient that
+        reaches the start state, which is the SG's bootstrapped target: otherwise the SG would learn to predict the
+        aux loss's gradient, while the aux loss's target is the SG — a loop that ran away on Repeat-Copy
+        (docs/method.md). One exception: with `num_layers > 1` and `dropout > 0`, nn.LSTM draws its between-layer
+        dropout mask afresh for this step, so the recomputed output is an equally distributed sample, not the
+        unrolled one."""
         h, c = self.split_state(start.detach())
-        first, _ = self.lstm(self.dropout(self.embedding(inputs[:1])), (h, c))
+        first, _ = self.lstm(first_input.unsqueeze(0), (h, c))
         return first[0]
 
-    def predict_synthetic_gradients(self, inputs: torch.Tensor, start: torch.Tensor, output: torch.Tensor,
-                                    logits: torch.Tensor, final: torch.Tensor) -> CoreOutput:
+    def predict_synthetic_gradients(self, start: torch.Tensor, unrolled: Unrolled) -> CoreOutput:
         """The heads, given an unrolled window. The start state's prediction is regressed onto the bootstrapped
         target after the window's backward, so it keeps its graph to the head's parameters. The final state's is
         only ever used as a constant (injected as the future gradient, or the aux head's target), so it is made
         without a graph: one product for both would make the regression's backward compute the weight gradient
         over twice the rows, half of them zeros."""
+        final = unrolled.state
         start_sg = self.synthetic_gradient(self.head_input(start.detach()))
         with torch.no_grad():
             final_sg = self.synthetic_gradient(self.head_input(final.detach()))
         aux = None
         if self.aux_synthetic_gradient is not None:
-            first = output[0] if self.aux_in_target else self.aux_input(inputs, start)
+            first = unrolled.output[0] if self.aux_in_target else self.aux_input(unrolled.first_input, start)
             aux = self.aux_synthetic_gradient(first)
-        return CoreOutput(logits, final, final_sg, start_sg, aux)
+        return CoreOutput(unrolled.logits, final, final_sg, start_sg, aux)

@@ -15,6 +15,17 @@ def _rng_state(device: torch.device) -> dict:
     return rng
 
 
+INTERVAL_TENSORS = ("_nats", "_sg_loss", "_sg_cos", "_grad_norm", "_aux_loss")
+INTERVAL_COUNTS = ("_count", "_windows", "_cos_samples")
+
+
+def _interval(trainer) -> dict:
+    """The statistics gathered since the last evaluation: a run interrupted mid-interval and resumed then logs the
+    same record as one that never stopped."""
+    values = {name: getattr(trainer, name).item() for name in INTERVAL_TENSORS}
+    return {**values, **{name: getattr(trainer, name) for name in INTERVAL_COUNTS}}
+
+
 def snapshot(trainer) -> dict:
     """Collective in data-parallel runs: the carried state and RNG states of every rank are gathered."""
     from omegaconf import OmegaConf
@@ -29,6 +40,7 @@ def snapshot(trainer) -> dict:
         "chars": trainer.chars, "step": trainer.step, "train_seconds": trainer.train_seconds,
         "early_stopping": {"best_valid": trainer.best_valid, "bad_evals": trainer.bad_evals, "evals": trainer.evals},
         "rng": trainer.dist.gather_objects(_rng_state(trainer.device)),  # one per rank
+        "interval": trainer.dist.gather_objects(_interval(trainer)),  # one per rank
         "vocab": trainer.corpus.vocab if trainer.corpus else None,
         "config": OmegaConf.to_container(trainer.cfg, resolve=True),
     }
@@ -53,6 +65,13 @@ def restore(trainer, payload: dict) -> None:
     stopping = payload["early_stopping"]
     trainer.best_valid, trainer.bad_evals = stopping["best_valid"], stopping["bad_evals"]
     trainer.evals = stopping["evals"]
+    intervals = payload.get("interval")
+    if intervals and len(intervals) == trainer.dist.world:
+        interval = intervals[trainer.dist.rank]
+        for name in INTERVAL_TENSORS:
+            setattr(trainer, name, torch.tensor(interval[name], device=trainer.device))
+        for name in INTERVAL_COUNTS:
+            setattr(trainer, name, int(interval[name]))
     rngs = payload["rng"]
     rng = rngs[trainer.dist.rank] if len(rngs) == trainer.dist.world else rngs[0]
     torch.set_rng_state(rng["torch"])

@@ -7,17 +7,15 @@ import torch
 from omegaconf import OmegaConf
 
 from .data import TrainStream, load_corpus
-from .data.copy import CopyStream
+from .data.copy import CopyStream, task_vocab_size
 from .errors import ConfigError
-from .model import LSTMCore
+from .model import DEFAULT_HEAD_INPUT, HEAD_INPUTS, LSTMCore
 
 POSITIVE_INTS = ("model.hidden_size", "model.num_layers", "model.embedding_size", "trainer.unroll",
                  "trainer.batch_size", "trainer.eval_every", "trainer.eval_batch_size")
 
 
 def validate(cfg) -> None:
-    from omegaconf import OmegaConf
-
     for key in POSITIVE_INTS:
         value = OmegaConf.select(cfg, key)
         if isinstance(value, bool) or not isinstance(value, int) or value < 1:
@@ -30,8 +28,8 @@ def validate(cfg) -> None:
 
     if cfg.method not in METHODS:
         raise ConfigError(f"method must be one of {', '.join(METHODS)}, got {cfg.method!r}")
-    if cfg.dni.head_input not in ("raw", "squashed"):
-        raise ConfigError(f"dni.head_input must be raw or squashed, got {cfg.dni.head_input!r}")
+    if cfg.dni.head_input not in HEAD_INPUTS:
+        raise ConfigError(f"dni.head_input must be squashed or raw, got {cfg.dni.head_input!r}")
     if cfg.model.get("symbols", "embedding") not in ("embedding", "binary"):
         raise ConfigError(f"model.symbols must be embedding or binary, got {cfg.model.symbols!r}")
     if cfg.dni.ablation not in ("none", "shuffle"):
@@ -65,8 +63,31 @@ def build_model(cfg, vocab_size: int) -> LSTMCore:
     return LSTMCore(vocab_size, m.hidden_size, m.num_layers, m.embedding_size, m.dropout,
                     sg_hidden_size=cfg.dni.head_hidden_size if with_head else None,
                     sg_num_layers=cfg.dni.head_num_layers, aux_head=cfg.method == "dni_aux",
-                    sg_input=cfg.dni.get("head_input", "squashed"), symbols=m.get("symbols", "embedding"),
+                    sg_input=cfg.dni.get("head_input", DEFAULT_HEAD_INPUT), symbols=m.get("symbols", "embedding"),
                     aux_in_target=bool(cfg.dni.get("aux_in_target", False)))
+
+
+def load_run(run_dir, which: str = "best", device: str = "auto"):
+    """A saved run's (config, model on `device`, checkpoint payload): the one loader for eval and sample."""
+    from pathlib import Path
+
+    from . import checkpoint as ckpt
+    from .errors import CheckpointError
+
+    path = Path(run_dir) / f"{which}.pt"
+    if not path.is_file():
+        raise CheckpointError(f"{run_dir} is not an lmdni run (no {which}.pt)")
+    payload = ckpt.load(path)
+    try:
+        cfg = OmegaConf.create(payload["config"])
+        vocab_size = len(payload["vocab"]) if payload.get("vocab") else None
+        if vocab_size is None:  # generated tasks store no vocabulary: their size follows from the task
+            vocab_size = task_vocab_size(cfg.data.max_repeats)
+        model = build_model(cfg, vocab_size)
+        model.load_state_dict(payload["model"])
+    except (KeyError, TypeError, ValueError, RuntimeError) as exc:
+        raise CheckpointError(f"{path} does not match the configured model: {str(exc).splitlines()[0]}") from None
+    return cfg, model.to(resolve_device(device)), payload
 
 
 def build_trainer(cfg, out_dir, distributed=None):

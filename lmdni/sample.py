@@ -41,10 +41,7 @@ def generate(model, vocab: list[str], prime: str, length: int, temperature: floa
 
 
 def main(argv=None) -> None:
-    from omegaconf import OmegaConf
-
-    from . import checkpoint as ckpt
-    from .run import build_model, resolve_device
+    from .run import load_run
 
     parser = argparse.ArgumentParser(prog="lmdni-sample", description=__doc__.splitlines()[0])
     parser.add_argument("run_dir", type=Path)
@@ -57,16 +54,10 @@ def main(argv=None) -> None:
     parser.add_argument("--device", default="auto")
     args = parser.parse_args(argv)
     try:
-        path = args.run_dir / f"{args.checkpoint}.pt"
-        if not path.is_file():
-            raise CheckpointError(f"{args.run_dir} is not an lmdni run (no {args.checkpoint}.pt)")
-        payload = ckpt.load(path)
+        cfg, model, payload = load_run(args.run_dir, args.checkpoint, args.device)
         if not payload.get("vocab"):
-            raise CheckpointError(f"{path} was trained on a generated task (copy), not text: nothing to sample")
-        cfg = OmegaConf.create(payload["config"])
-        model = build_model(cfg, len(payload["vocab"]))
-        model.load_state_dict(payload["model"])
-        model.to(resolve_device(args.device))
+            raise CheckpointError(f"{args.run_dir} was trained on a generated task ({cfg.data.name}), not text: "
+                                  f"nothing to sample")
         text = generate(model, payload["vocab"], args.prime, args.length, args.temperature, args.top_k,
                         torch.Generator().manual_seed(args.seed))
     except LmdniError as exc:

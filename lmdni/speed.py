@@ -1,11 +1,14 @@
 """Optional speed settings for the window's forward pass: bf16 autocast, TF32, torch.compile. All off by default.
 
-`trainer.precision=bf16` runs the forward (embedding, LSTM, decoder, SG heads) under `torch.autocast` with bfloat16;
-everything the run keeps stays fp32: weights, Adam state, the carried state, the SG targets and regressions, and the
-evaluation (validation and test BPC are always computed in fp32, so runs with and without it compare). The outputs
-are cast back to fp32, so the loss, the injected gradient, the regression and the bootstrapped target see fp32
-tensors and their gradients flow back through the casts. bf16 needs no loss scaling (same exponent range as fp32).
-
+`trainer.precision=bf16` runs the forward (embedding, LSTM, decoder, SG heads) under `torch.autocast` with bfloat16.
+What is then rounded to bf16, exactly: nn.LSTM runs its recurrence in bf16, so h and c at every step, and with them
+the state carried from window to window, are bf16 values (kept in fp32 tensors, so `state ==
+state.bfloat16().float()`); the SG heads' products, so the predicted SG is a bf16 value; and the gradient reaching
+the start state, which passes the LSTM's cast of its input to bf16, so the bootstrapped target is a bf16 value too.
+What stays fp32: the weights, Adam's state, the loss and its reduction, the injected gradient's scaling, the SG
+regression's arithmetic, and evaluation (validation and test BPC are always computed in fp32, so runs with and
+without it compare). No loss scaling is needed (bf16 has fp32's exponent range). The cost of the rounded state on a
+long-memory task is measured in docs/results/bf16-state.
 `trainer.tf32=true` (CUDA only) lets fp32 matrix products use TF32 tensor cores: the decoder, the SG head's GEMMs and
 the fused boundary kernel. cuDNN's LSTM already does by default (`torch.backends.cudnn.allow_tf32`), so without it
 the core runs on tensor cores while the SG head, which at hidden 1024 has as many weights as the core, does not.
@@ -88,11 +91,11 @@ def window_forward(model, device: torch.device, precision: str = "fp32", compile
 
     def forward(inputs, targets, mask, start, with_synthetic_gradient: bool):
         with torch.autocast(device.type, dtype=torch.bfloat16, enabled=bf16):
-            output, logits, final = unroll(inputs, start)
+            unrolled = unroll(inputs, start)
             if with_synthetic_gradient and model.synthetic_gradient is not None:
-                out = model.predict_synthetic_gradients(inputs, start, output, logits, final)
+                out = model.predict_synthetic_gradients(start, unrolled)
             else:
-                out = CoreOutput(logits, final, None, None)
+                out = CoreOutput(unrolled.logits, unrolled.state, None, None)
         if bf16:  # in fp32 there is nothing to cast: keep the hot path free of it
             out = _to_fp32(out)
         return out, summed_loss(out.logits, targets, mask)

@@ -97,8 +97,7 @@ class Trainer:
         else:
             (loss_sum / n_tokens).backward()
         self.dist.average_gradients(self.core_params)
-        if self.cfg.trainer.clip > 0:
-            self._grad_norm += torch.nn.utils.clip_grad_norm_(self.core_params, self.cfg.trainer.clip).detach()
+        self._grad_norm += self._core_grad_norm()
         self.optimizer.step()
         self.state = out.state.detach()
         if self.curriculum:
@@ -108,6 +107,12 @@ class Trainer:
         self._windows += 1
         self.chars += n_tokens * self.dist.world  # characters of the whole batch, over all ranks
         self.step += 1
+
+    def _core_grad_norm(self) -> torch.Tensor:
+        """The core's global gradient norm before clipping (clipped in place when `trainer.clip` > 0)."""
+        if self.cfg.trainer.clip > 0:
+            return torch.nn.utils.clip_grad_norm_(self.core_params, self.cfg.trainer.clip).detach()
+        return torch.nn.utils.get_total_norm([p.grad for p in self.core_params if p.grad is not None]).detach()
 
     def _dni_backward(self, start, out, loss_sum, n_tokens: int, ends_pass: bool) -> None:
         """The window's backward with the injected SG, then the head's regression onto the bootstrapped target."""
@@ -180,8 +185,9 @@ class Trainer:
         return self.finish(stop_reason)
 
     def _check_finite(self) -> None:
-        values = self.dist.sum(torch.stack([self._nats, self._sg_loss]))  # ranks must agree, or they deadlock
-        for name, value in zip(("training loss", "synthetic-gradient loss"), values.tolist()):
+        # ranks must agree, or they deadlock
+        values = self.dist.sum(torch.stack([self._nats, self._sg_loss, self._aux_loss]))
+        for name, value in zip(("training loss", "synthetic-gradient loss", "auxiliary loss"), values.tolist()):
             if not math.isfinite(value):
                 raise DivergenceError(f"non-finite {name} by step {self.step} ({self.chars:,} characters); "
                                       f"the last good checkpoint is {self.out_dir / 'last.pt'}")
@@ -216,7 +222,7 @@ class Trainer:
             valid_bpc = -record["solved"]  # "better" = a longer solved length; keeps best.pt meaningful
         else:
             valid_nats, valid_count = split_nats(self.model, self.corpus.valid, tc.eval_batch_size,
-                                                 device=self.device)
+                                                 device=self.device)  # columns: fast, for choosing best.pt
             valid_bpc = record["valid_bpc"] = bits_per_character(valid_nats, valid_count)
         record["grad_norm"] = float(self._grad_norm) / max(self._windows, 1)  # mean, before clipping
         if self.dni:
@@ -260,10 +266,15 @@ class Trainer:
             return result
         best = ckpt.load(self.out_dir / "best.pt", map_location=self.device)
         self.model.load_state_dict(best["model"])
-        test_bpc = bits_per_character(*split_nats(self.model, self.corpus.test, self.cfg.trainer.eval_batch_size,
-                                                  device=self.device))
+        # the reported numbers carry the state across the whole split; the columns' test BPC is there to compare
+        # with the validation curve, which is read in columns (lmdni.evaluate)
+        bpc = lambda split, columns=1: bits_per_character(  # noqa: E731
+            *split_nats(self.model, getattr(self.corpus, split), columns, device=self.device))
+        test_bpc = bpc("test")
         result = {"method": self.cfg.method, "unroll": self.cfg.trainer.unroll, "best_valid_bpc": self.best_valid,
-                  "test_bpc": test_bpc, "best_chars": best["chars"], "chars": self.chars,
+                  "valid_bpc": bpc("valid"), "test_bpc": test_bpc,
+                  "test_bpc_columns": bpc("test", self.cfg.trainer.eval_batch_size),
+                  "best_chars": best["chars"], "chars": self.chars,
                   "seconds": round(self.train_seconds, 3), "chars_per_sec": self.chars / max(self.train_seconds, 1e-9),
                   "stop_reason": stop_reason}
         if self.dist.is_main:
@@ -274,7 +285,13 @@ class Trainer:
 
     # ------------------------------------------------------------------------------------------ checkpointing
     def save(self, name: str) -> None:
-        """Collective in data-parallel runs (the carried state is gathered from every rank); rank 0 writes."""
+        """Collective in data-parallel runs (the carried state is gathered from every rank); rank 0 writes.
+        Non-finite weights or carried state are never written: a checkpoint on disk is always a good one."""
+        tensors = [p.detach() for p in self.model.parameters()] + ([self.state] if self.state is not None else [])
+        finite = torch.stack([torch.isfinite(t).all() for t in tensors]).all()
+        if self.dist.any(not bool(finite), self.device):
+            raise DivergenceError(f"non-finite weights or state at step {self.step} ({self.chars:,} characters): "
+                                  f"not saved; the last good checkpoint is {self.out_dir / name}")
         payload = snapshot(self)
         if self.dist.is_main:
             ckpt.save(self.out_dir / name, payload)

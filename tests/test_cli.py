@@ -33,9 +33,16 @@ def test_train_writes_metrics_checkpoints_and_eval_reads_them(tmp_path, text_fil
     assert (out / "best.pt").is_file() and (out / "last.pt").is_file()
     results = json.loads((out / "results.json").read_text())
     assert results["best_valid_bpc"] == min(r["valid_bpc"] for r in records)
+    # what results.json and lmdni-eval report carries the state across the whole split; columns are the other mode
     evaluated = run(["lmdni.cli_eval", str(out)])
     assert evaluated.returncode == 0, evaluated.stderr
     assert json.loads(evaluated.stdout)["bpc"] == pytest.approx(results["test_bpc"], rel=1e-6)
+    assert json.loads(evaluated.stdout)["columns"] == 1
+    columns = run(["lmdni.cli_eval", str(out), "--columns", "4"])
+    assert json.loads(columns.stdout)["bpc"] == pytest.approx(results["test_bpc_columns"], rel=1e-6)
+    assert results["test_bpc_columns"] != results["test_bpc"]
+    valid = run(["lmdni.cli_eval", str(out), "--split", "valid"])
+    assert json.loads(valid.stdout)["bpc"] == pytest.approx(results["valid_bpc"], rel=1e-6)
 
 
 @pytest.mark.parametrize("overrides,message", [
@@ -48,6 +55,8 @@ def test_train_writes_metrics_checkpoints_and_eval_reads_them(tmp_path, text_fil
     (["trainer.compile=maybe"], "trainer.compile must be true or false"),
     (["model.symbols=ternary"], "model.symbols must be embedding or binary"),
     (["dni.aux_in_target=maybe"], "dni.aux_in_target must be true or false"),
+    (["data.valid_fraction=0"], "must each be in (0, 1)"),
+    (["data.test_fraction=0.0001"], "too small"),
 ])
 def test_bad_input_is_one_line_error(tmp_path, text_file, overrides, message):
     args = ["lmdni", "data=text", f"data.path={text_file}", *TINY, f"hydra.run.dir={tmp_path / 'r'}", *overrides]
@@ -96,8 +105,13 @@ def test_copy_task_reports_longest_solved(tmp_path):
                   f"hydra.run.dir={out}"])
     assert result.returncode == 0, result.stderr[-2000:]
     results = json.loads((out / "results.json").read_text())
-    assert results["task"] == "copy" and results["solved"] >= 0 and results["length"] >= 1
-    assert all("error_bits_per_episode" in r and "aux_loss" in r for r in read_metrics(out / "metrics.jsonl"))
+    records = read_metrics(out / "metrics.jsonl")
+    assert [r["chars"] for r in records] == [1008, 2000, 3008]  # windows of 4 × 4 symbols
+    assert results["task"] == "copy" and results["chars"] == 3008
+    # the curriculum starts at length 1; Copy's level is always one above the longest length solved
+    assert results["length"] == results["solved"] + 1
+    assert {k: results[k] for k in ("length", "solved")} == {k: records[-1][k] for k in ("length", "solved")}
+    assert all(r["aux_loss"] > 0 and r["error_bits_per_episode"] > 0 for r in records[1:])
 
 
 @pytest.fixture(scope="module")
@@ -144,7 +158,8 @@ def test_unknown_key_and_wrong_type_are_one_line_errors(tmp_path, text_file):
 
 def test_checkpoint_of_another_model_shape_is_refused(two_runs):
     result = run(["lmdni.cli_eval", str(two_runs / "bptt"), "--data-root", "x"])
-    assert result.returncode == 0 or "Traceback" not in result.stderr  # text data ignores data.root
+    assert result.returncode == 0, result.stderr  # text data ignores data.root
+    assert json.loads(result.stdout)["bpc"] > 0
     import torch
 
     payload = torch.load(two_runs / "bptt" / "best.pt", weights_only=True)
@@ -152,9 +167,10 @@ def test_checkpoint_of_another_model_shape_is_refused(two_runs):
     bad = two_runs / "bad_shape"
     bad.mkdir(exist_ok=True)
     torch.save(payload, bad / "best.pt")
-    refused = run(["lmdni.cli_eval", str(bad)])
-    assert refused.returncode != 0 and "does not match the configured model" in refused.stderr
-    assert "Traceback" not in refused.stderr
+    for program in ("lmdni.cli_eval", "lmdni.sample"):  # one loader, one error
+        refused = run([program, str(bad)])
+        assert refused.returncode != 0 and "does not match the configured model" in refused.stderr
+        assert "Traceback" not in refused.stderr and len(refused.stderr.strip().splitlines()) == 1
 
 
 def test_sigterm_saves_and_exits_nonzero(tmp_path, text_file):

@@ -81,3 +81,25 @@ def test_random_phase_puts_boundaries_everywhere_and_counts_no_partial_episode()
     seq = [xs[0]] + ys
     first = seq.index(START)
     assert seq[first + 1 + length] == STOP and seq[first + 2 + length: first + 2 + 2 * length] == seq[first + 1: first + 1 + length]
+
+
+def test_random_phase_counts_exactly_the_complete_episodes():
+    """The curriculum's episode count equals, column by column, the episodes whose START and last output were both
+    served: the partial episode a column starts in never counts, whatever its phase."""
+    length, unroll, batch = 3, 4, 16
+    stream = CopyStream(batch_size=batch, unroll=unroll, start_length=length, seed=7, window_episodes=10**9)
+    columns = [[] for _ in range(batch)]
+    for _ in range(25):
+        x, y, _, _, _ = stream.next_window()
+        stream.report(0.0)
+        for column in range(batch):
+            if not columns[column]:
+                columns[column].append(int(x[0, column]))
+            columns[column].extend(y[:, column].tolist())
+    episode = 2 * length + 2
+    expected = 0
+    for seq in columns:
+        starts = [i for i, s in enumerate(seq) if s == START]
+        assert starts[0] < episode  # every column reaches its first full episode within one episode's length
+        expected += sum(1 for i in starts if i + episode - 1 < len(seq))
+    assert stream.episodes == expected > 0

@@ -1,4 +1,3 @@
-import math
 import shutil
 
 import pytest
@@ -50,7 +49,7 @@ def test_word_to_char_rule():
 
 def test_text_corpus_split_and_unknown_characters(tmp_path):
     path = tmp_path / "t.txt"
-    path.write_text("ab" * 45 + "abcz" * 5 + "xy" * 0 + "abq" * 0, encoding="utf-8")
+    path.write_text("ab" * 45 + "abcz" * 5, encoding="utf-8")
     splits = load_text_chars(path, 0.1, 0.1)
     assert sum(len(s) for s in splits.values()) == 110
     corpus = build_corpus(splits)
@@ -113,3 +112,16 @@ def test_download_failure_is_one_clear_sentence(tmp_path, monkeypatch):
     message = str(info.value)
     assert "could not be downloaded (ConnectionError)" in message and str(tmp_path / "cache") in message
     assert "\n" not in message
+
+
+def test_packaging_asks_for_the_torch_the_code_needs():
+    """Fused Adam on CPU (torch 2.4) and torch.nn.utils.get_total_norm (torch 2.6) are used by the trainer."""
+    import configparser
+    import re
+    from pathlib import Path
+
+    config = configparser.ConfigParser()
+    config.read(Path(__file__).resolve().parents[1] / "setup.cfg")
+    requirement = next(line for line in config["options"]["install_requires"].split() if line.startswith("torch"))
+    major, minor = map(int, re.fullmatch(r"torch>=(\d+)\.(\d+)", requirement).groups())
+    assert (major, minor) >= (2, 6)

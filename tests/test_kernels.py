@@ -106,10 +106,8 @@ def test_gradcheck_float64():
 
 
 @pytest.mark.parametrize("head_input", ["raw", "squashed"])
-def test_training_with_fused_boundary_reproduces_reference(tmp_path, head_input):
+def test_training_with_fused_boundary_reproduces_reference(tmp_path, head_input, tiny_trainer):
     """`dni.fused=on` (Triton) trains like `dni.fused=off` (torch reference): same losses to 1e-5."""
-    from .test_dni import tiny_trainer
-
     runs = {}
     for fused in ("off", "on"):
         trainer = tiny_trainer(tmp_path / fused, "dni", ["dni.lr=0.01", "dni.scale=0.5", f"dni.fused={fused}",

@@ -4,7 +4,6 @@ import torch
 
 from lmdni.resume import snapshot
 
-from .test_dni import tiny_trainer
 
 
 def window_losses(trainer, windows):
@@ -18,7 +17,7 @@ def window_losses(trainer, windows):
 
 @pytest.mark.parametrize("method,symbols", [("bptt", "embedding"), ("dni", "embedding"), ("dni_aux", "embedding"),
                                             ("dni", "binary")])
-def test_bf16_autocast_tracks_fp32_and_keeps_everything_stored_in_fp32(tmp_path, method, symbols):
+def test_bf16_autocast_tracks_fp32_and_keeps_everything_stored_in_fp32(tmp_path, method, symbols, tiny_trainer):
     settings = ["dni.scale=0.5", f"model.symbols={symbols}"]
     reference = window_losses(tiny_trainer(tmp_path / "fp32", method, settings), 30)
     trainer = tiny_trainer(tmp_path / "bf16", method, [*settings, "trainer.precision=bf16"])
@@ -27,14 +26,28 @@ def test_bf16_autocast_tracks_fp32_and_keeps_everything_stored_in_fp32(tmp_path,
     assert losses != reference
     for ours, theirs in zip(losses, reference):
         assert ours == pytest.approx(theirs, rel=2e-2)
+    # what bf16 rounds (lmdni.speed): the LSTM's recurrence, so the carried state holds bf16 values in fp32 tensors
     assert trainer.state.dtype == torch.float32
+    assert torch.equal(trainer.state, trainer.state.bfloat16().float())
+    fp32_state = tiny_trainer(tmp_path / "fp32_state", method, settings)
+    window_losses(fp32_state, 3)
+    assert not torch.equal(fp32_state.state, fp32_state.state.bfloat16().float())  # fp32 runs keep fp32 values
     payload = snapshot(trainer)
     assert all(v.dtype == torch.float32 for v in payload["model"].values())
+    # and what it does not: weights and Adam's state are fp32 values, not merely fp32 tensors
+    weights = [v for v in payload["model"].values() if v.is_floating_point()]
+    assert any(not torch.equal(v, v.bfloat16().float()) for v in weights)
+    moments = [s["exp_avg"] for s in payload["optimizer"]["state"].values()]
+    assert any(not torch.equal(m, m.bfloat16().float()) for m in moments)
     if method != "bptt":
         assert 0 < float(trainer._sg_loss) < float("inf")
+        with torch.no_grad():  # the SG head's product runs under autocast: its prediction is a bf16 value
+            out, _ = trainer.forward(*trainer.stream.next_window()[:2], None, trainer.state, True)
+        assert out.synthetic_gradient.dtype == torch.float32
+        assert torch.equal(out.synthetic_gradient, out.synthetic_gradient.bfloat16().float())
 
 
-def test_bf16_autocast_runs_the_forward_in_bf16(tmp_path):
+def test_bf16_autocast_runs_the_forward_in_bf16(tmp_path, tiny_trainer):
     trainer = tiny_trainer(tmp_path, "dni", ["trainer.precision=bf16"])
     seen = []
     hook = trainer.model.decoder.register_forward_hook(lambda module, args, output: seen.append(output.dtype))
@@ -44,7 +57,7 @@ def test_bf16_autocast_runs_the_forward_in_bf16(tmp_path):
 
 
 @pytest.mark.parametrize("precision", ["fp32", "bf16"])
-def test_compile_matches_eager_and_leaves_checkpoint_keys_plain(tmp_path, precision):
+def test_compile_matches_eager_and_leaves_checkpoint_keys_plain(tmp_path, precision, tiny_trainer):
     settings = ["dni.scale=0.5", f"trainer.precision={precision}"]
     eager = tiny_trainer(tmp_path / "eager", "dni_aux", settings)
     compiled = tiny_trainer(tmp_path / "compiled", "dni_aux", [*settings, "trainer.compile=true"])
@@ -61,7 +74,7 @@ def test_compile_matches_eager_and_leaves_checkpoint_keys_plain(tmp_path, precis
     assert not any("_orig_mod" in key for key in keys)
 
 
-def test_bf16_without_an_lstm_kernel_is_a_one_line_error(tmp_path, monkeypatch):
+def test_bf16_without_an_lstm_kernel_is_a_one_line_error(tmp_path, monkeypatch, tiny_trainer):
     from lmdni.errors import ConfigError
 
     def no_bf16_kernel(self, inputs, hx=None):
@@ -76,7 +89,7 @@ def test_bf16_without_an_lstm_kernel_is_a_one_line_error(tmp_path, monkeypatch):
     tiny_trainer(tmp_path, "dni", ["trainer.precision=fp32"])  # fp32 never probes
 
 
-def test_the_bf16_probe_leaves_the_random_stream_alone(tmp_path):
+def test_the_bf16_probe_leaves_the_random_stream_alone(tmp_path, tiny_trainer):
     torch.manual_seed(0)
     tiny_trainer(tmp_path / "a", "bptt", ["trainer.precision=bf16"])
     after_bf16 = torch.rand(3)

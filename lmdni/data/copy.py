@@ -35,6 +35,11 @@ START, STOP, END = 256, 257, 258
 REPEAT0 = 259  # symbol for repeat count r is REPEAT0 + r - 1
 
 
+def task_vocab_size(max_repeats: int) -> int:
+    """Patterns, START / STOP / END and one repeat-count symbol per r in 1..max_repeats."""
+    return REPEAT0 + max_repeats
+
+
 class CopyStream:
     def __init__(self, batch_size: int, unroll: int, repeat: bool = False, seed: int = 0, threshold: float = 0.15,
                  window_episodes: int = 200, start_length: int = 1, max_repeats: int = 20, phase: str = "random"):
@@ -48,17 +53,18 @@ class CopyStream:
         self.buffers = [([], []) for _ in range(batch_size)]  # per column: symbols, counted-in-loss flags
         if phase == "random":
             for symbols, counted in self.buffers:
-                episode, _ = self._episode()
+                episode, flags = self._episode()
                 skip = int(self.rng.integers(0, len(episode)))
                 symbols.extend(episode[skip:])
-                counted.extend([False] * (len(episode) - skip))  # its patterns were (partly) never shown
+                # a column that starts past START never saw (all of) its patterns: that episode counts nothing
+                counted.extend(flags if skip == 0 else [False] * (len(episode) - skip))
         self.bits, self.episodes = 0.0, 0
         self.position = 0  # windows served; the stream never restarts
         self.epoch = 0
 
     @property
     def vocab_size(self) -> int:
-        return REPEAT0 + self.max_repeats
+        return task_vocab_size(self.max_repeats)
 
     def _episode(self) -> tuple[list[int], list[bool]]:
         patterns = self.rng.integers(0, PATTERNS, self.length).tolist()
@@ -116,10 +122,13 @@ class CopyStream:
     def state_dict(self) -> dict:
         return {"length": self.length, "repeats": self.repeats, "solved": self.solved, "bits": self.bits,
                 "episodes": self.episodes, "position": self.position, "rng": self.rng.bit_generator.state,
-                "buffers": [(list(s), list(c)) for s, c in self.buffers]}
+                "buffers": [(list(s), list(c)) for s, c in self.buffers],
+                "last_error": getattr(self, "last_error", float("nan"))}
 
     def load_state_dict(self, state: dict) -> None:
         self.length, self.repeats, self.solved = state["length"], state["repeats"], state["solved"]
         self.bits, self.episodes, self.position = state["bits"], state["episodes"], state["position"]
         self.rng.bit_generator.state = state["rng"]
         self.buffers = [(list(s), list(c)) for s, c in state["buffers"]]
+        if "last_error" in state and not math.isnan(state["last_error"]):
+            self.last_error = state["last_error"]

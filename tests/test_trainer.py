@@ -1,0 +1,168 @@
+"""The trainer's loop as a user relies on it: what it logs, when it stops, what it injects where, what it saves."""
+import inspect
+
+import pytest
+import torch
+
+from lmdni import trainer as trainer_module
+from lmdni.errors import DivergenceError
+from lmdni.metrics import MetricsLog, read_metrics
+from lmdni.model import LSTMCore
+from lmdni.resume import restore
+
+from .conftest import compose
+
+# the tiny trainer: 400 symbols, 4 columns of 99 steps, unroll 3: 33 windows of 12 characters per pass
+
+
+def test_the_head_input_has_one_default():
+    library = inspect.signature(LSTMCore).parameters["sg_input"].default
+    assert compose([]).dni.head_input == library == "squashed"
+
+
+@pytest.mark.parametrize("method", ["bptt", "dni"])
+def test_grad_norm_is_logged_before_clipping_with_or_without_clipping(tmp_path, tiny_trainer, method):
+    norms = {}
+    for clip in (0, 1.0, 1e-3):
+        trainer = tiny_trainer(tmp_path / str(clip), method, [f"trainer.clip={clip}", "trainer.eval_every=12"])
+        trainer.train_window()
+        norms[clip] = float(trainer._grad_norm)
+    assert norms[0] > 0
+    assert norms[0] == pytest.approx(norms[1.0], rel=1e-6) == pytest.approx(norms[1e-3], rel=1e-6)
+
+
+def test_a_non_finite_aux_loss_stops_the_run(tmp_path, tiny_trainer):
+    trainer = tiny_trainer(tmp_path, "dni_aux", ["trainer.max_chars=2000"])
+    trainer.train_window()
+    trainer._aux_loss = torch.tensor(float("inf"))
+    with pytest.raises(DivergenceError, match="non-finite auxiliary loss"):
+        trainer._check_finite()
+
+
+def test_an_interrupt_after_divergence_keeps_the_good_checkpoint(tmp_path, tiny_trainer):
+    trainer = tiny_trainer(tmp_path, "dni", ["trainer.max_chars=2000"])
+    metrics = MetricsLog(tmp_path / "metrics.jsonl")
+    for _ in range(5):
+        trainer.train_window()
+    trainer.evaluate_and_save(metrics)
+    good = torch.load(tmp_path / "last.pt", weights_only=True)
+    with torch.no_grad():  # diverged between two finiteness checks (every 50 windows)
+        trainer.model.lstm.weight_hh_l0[0, 0] = float("nan")
+    trainer.request_stop()
+    with pytest.raises(DivergenceError, match="not saved; the last good checkpoint"):
+        trainer.train(metrics)
+    kept = torch.load(tmp_path / "last.pt", weights_only=True)
+    assert kept["chars"] == good["chars"] and torch.equal(kept["model"]["lstm.weight_hh_l0"],
+                                                          good["model"]["lstm.weight_hh_l0"])
+
+
+def spy_on_windows(monkeypatch, trainer):
+    """Record, per window, the start state the core read and the gradient injected at the final state."""
+    seen = []
+    forward, backward = trainer.forward, trainer_module.backward_window
+
+    def recording_forward(x, y, mask, start, with_sg):
+        seen.append({"start": start.detach().clone()})
+        return forward(x, y, mask, start, with_sg)
+
+    def recording_backward(loss_sum, n_tokens, final_state, injected, extra=None):
+        seen[-1]["injected"] = None if injected is None else injected.clone()
+        return backward(loss_sum, n_tokens, final_state, injected, extra)
+
+    monkeypatch.setattr(trainer, "forward", recording_forward)
+    monkeypatch.setattr(trainer_module, "backward_window", recording_backward)
+    return seen
+
+
+def test_no_injection_at_the_end_of_a_pass_and_a_reset_at_its_start(tmp_path, tiny_trainer, monkeypatch):
+    trainer = tiny_trainer(tmp_path, "dni", ["dni.scale=0.5", "dni.lr=0.01"])
+    seen = spy_on_windows(monkeypatch, trainer)
+    for _ in range(35):  # one pass is 33 windows
+        trainer.train_window()
+    injected = [w["injected"] is not None and bool(w["injected"].abs().sum() > 0) for w in seen]
+    assert injected[32] is False and seen[32]["injected"] is None  # the pass's last window: no future
+    assert all(injected[5:32]) and all(injected[33:])  # everywhere else the (trained) head's SG goes in
+    assert torch.count_nonzero(seen[33]["start"]) == 0  # the next pass starts from zeros
+    assert torch.count_nonzero(seen[32]["start"]) > 0
+
+
+def test_shuffle_ablation_injects_another_columns_synthetic_gradient(tmp_path, tiny_trainer, monkeypatch):
+    plain = tiny_trainer(tmp_path / "a", "dni", ["dni.scale=0.5", "dni.lr=0.01"])
+    # dni.lr=0: the head stays as set below, so its prediction can be recomputed after the window
+    shuffled = tiny_trainer(tmp_path / "b", "dni", ["dni.scale=0.5", "dni.lr=0", "dni.ablation=shuffle"])
+    shuffled.model.load_state_dict(plain.model.state_dict())
+    with torch.no_grad():
+        torch.nn.init.normal_(shuffled.model.synthetic_gradient.output.weight, 0, 0.5)
+    seen = spy_on_windows(monkeypatch, shuffled)
+    torch.manual_seed(0)
+    permuted = 0
+    for _ in range(6):
+        shuffled.train_window()
+        window = seen[-1]
+        with torch.no_grad():
+            honest = 0.5 * shuffled.model.synthetic_gradient(shuffled.model.head_input(shuffled.state))
+        # rows are the SGs of the columns' final states, in another order (same values, wrong state)
+        assert sorted(window["injected"].sum(1).tolist()) == pytest.approx(sorted(honest.sum(1).tolist()), rel=1e-5)
+        permuted += not torch.allclose(window["injected"], honest)
+    assert permuted >= 4  # with 4 columns a random permutation is the identity 1 time in 24
+
+
+@pytest.mark.parametrize("setting,reason", [("trainer.max_epochs=1", "epochs"),
+                                            ("trainer.max_seconds=0.01", "time budget"),
+                                            ("trainer.patience=0", "early stopping")])
+def test_each_stop_condition_ends_the_run_and_says_why(tmp_path, tiny_trainer, setting, reason):
+    trainer = tiny_trainer(tmp_path, "bptt", [setting, "trainer.eval_every=24", "trainer.max_chars=100000"])
+    if reason == "early stopping":  # a learning rate of zero never improves on the first evaluation
+        for group in trainer.optimizer.param_groups:
+            group["lr"] = 0.0
+    result = trainer.train(MetricsLog(tmp_path / "metrics.jsonl"))
+    assert result["stop_reason"] == reason
+    if reason == "epochs":
+        assert result["chars"] == 33 * 12  # exactly one pass
+    if reason == "early stopping":
+        assert len(read_metrics(tmp_path / "metrics.jsonl")) == 2  # the first, then one without improvement
+    assert result["chars"] < 100000
+
+
+def test_mlp_head_starts_at_zero_learns_and_uses_the_reference_path(tmp_path, tiny_trainer):
+    trainer = tiny_trainer(tmp_path, "dni", ["dni.head_hidden_size=16", "dni.scale=0.5", "dni.lr=0.01",
+                                             "dni.fused=auto"], periodic=True)
+    head = trainer.model.synthetic_gradient
+    assert not head.is_linear and len(head.hidden) == 2 and not trainer.fused
+    assert torch.count_nonzero(head(torch.randn(5, trainer.model.state_size))) == 0
+    cosines = []
+    for _ in range(300):
+        before = float(trainer._sg_cos)
+        trainer.train_window()
+        if trainer.step % 10 == 1:  # the cosine to its target is sampled every 10th window
+            cosines.append(float(trainer._sg_cos) - before)
+    assert torch.count_nonzero(head(torch.randn(5, trainer.model.state_size))) > 0
+    assert cosines[0] == 0.0 and sum(cosines[-5:]) / 5 > 0.3  # it learns to point where its target points
+
+
+@pytest.mark.parametrize("method", ["bptt", "dni_aux"])
+def test_resuming_an_interrupt_mid_interval_logs_what_an_uninterrupted_run_logs(tmp_path, tiny_trainer, method):
+    settings = ["trainer.eval_every=120", "trainer.max_chars=360", "dni.lr=0.01", "model.dropout=0.1"]
+    (tmp_path / "whole").mkdir(), (tmp_path / "parts").mkdir()
+    whole = tiny_trainer(tmp_path / "whole", method, settings)
+    whole.train(MetricsLog(tmp_path / "whole" / "metrics.jsonl"))
+
+    first = tiny_trainer(tmp_path / "parts", method, settings)
+    original = first.train_window
+
+    def stop_after_seven():
+        original()
+        if first.step == 17:  # mid-interval: evaluations fall after windows 10, 20 and 30
+            first.request_stop()
+
+    first.train_window = stop_after_seven
+    with pytest.raises(trainer_module.Interrupted):
+        first.train(MetricsLog(tmp_path / "parts" / "metrics.jsonl"))
+    second = tiny_trainer(tmp_path / "parts", method, settings)
+    restore(second, torch.load(tmp_path / "parts" / "last.pt", weights_only=True))
+    second.train(MetricsLog(tmp_path / "parts" / "metrics.jsonl"))
+
+    drop = ("seconds", "chars_per_sec")
+    strip = lambda path: [{k: v for k, v in r.items() if k not in drop} for r in read_metrics(path)]  # noqa: E731
+    assert strip(tmp_path / "parts" / "metrics.jsonl") == strip(tmp_path / "whole" / "metrics.jsonl")
+    assert len(read_metrics(tmp_path / "whole" / "metrics.jsonl")) == 3
