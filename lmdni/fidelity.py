@@ -1,0 +1,119 @@
+"""How right is the synthetic gradient? The head's prediction against the true future gradient, K windows ahead.
+
+The head is trained on a bootstrapped target, so `sg_cosine` in metrics.jsonl (SG against that target) cannot say
+whether the target itself is right. Here the reference is computed, not bootstrapped: at a boundary state s, unroll
+the next K windows from s with the graph kept and take
+
+    G_K(s) = d/ds  sum_{k=1..K}  scale^(k-1) · L_k          (L_k: window k's summed loss, per column)
+
+which is what the SG's fixed point is for K → ∞ (each boundary discounts the SG it injects by `scale`). It is in the
+SG's units: per-sequence, summed loss. Reported per K: the mean per-column cosine between SG(s) and G_K(s), the ratio
+of their RMS norms, the fraction of G_K's energy the SG explains, 1 − |SG − G_K|² / |G_K|², and the calibration
+β = E<SG, G_K> / E|SG|², the regression coefficient of G_K on the SG.
+
+Why β. Most of a single G_K is the unpredictable part of the future (which characters come), and for a model that
+predicts its data well the predictable part, E[G_K | s], is small: under the model's own distribution the expected
+gradient of the log-loss is exactly zero. So even a perfect SG, E[G_K | s], has a small per-column cosine with G_K.
+β averages that noise out: it is 1 for an SG equal to E[G_K | s] whatever the noise, near 0 for an SG that is noise
+itself (injecting it adds variance, not signal), and above 1 for an SG that points right but is too small.
+"""
+from __future__ import annotations
+
+import torch
+import torch.nn.functional as F
+
+HORIZONS = (1, 2, 4, 8, 16)
+
+
+def _summed_loss(logits, targets, mask):
+    losses = F.cross_entropy(logits.reshape(-1, logits.shape[-1]), targets.reshape(-1), reduction="none")
+    if mask is not None:
+        losses = losses * mask.reshape(-1).to(losses.dtype)
+    return losses.sum()
+
+
+def sg_fidelity(model, stream, scale: float, horizons=HORIZONS, boundaries: int = 8, warmup: int = 32,
+                device="cpu") -> list[dict]:
+    """`stream` yields windows as the trainers' streams do (`next_window()`); the model's state is carried through
+    `warmup` windows, then probed at `boundaries` boundaries spaced max(horizons) windows apart."""
+    if model.synthetic_gradient is None:
+        raise ValueError("the model has no synthetic-gradient head (method=bptt)")
+    was_training = model.training
+    model.eval()
+    horizon = max(horizons)
+    state = None
+    sums = {k: {"cosine": 0.0, "sg_sq": 0.0, "true_sq": 0.0, "error_sq": 0.0, "dot": 0.0, "rows": 0}
+            for k in horizons}
+
+    def window():
+        x, y, starts, ends, mask = stream.next_window()
+        return x.to(device), y.to(device), None if mask is None else mask.to(device), starts, ends
+
+    def carry(windows, state):
+        with torch.no_grad():
+            for x, _, _, starts, _ in windows:
+                if state is None or starts:
+                    state = model.initial_state(x.shape[1], device)
+                state = model(x, state, with_synthetic_gradient=False).state
+        return state
+
+    state = carry([window() for _ in range(warmup)], None)
+    probed, tries = 0, 0
+    while probed < boundaries:
+        tries += 1
+        if tries > 10 * boundaries:
+            raise ValueError(f"the data is too short to probe {boundaries} boundaries {horizon} windows ahead")
+        windows = [window() for _ in range(horizon)]
+        if any(w[3] for w in windows) or any(w[4] for w in windows[:-1]):  # a pass restarts: no future to probe
+            state = carry(windows, state)
+            continue
+        start = state.detach().requires_grad_(True)
+        with torch.no_grad():
+            predicted = model.synthetic_gradient(model.head_input(start.detach()))
+        objective, current = 0.0, start
+        true_gradients = {}
+        for k, (x, y, mask, _, _) in enumerate(windows, 1):
+            out = model(x, current, with_synthetic_gradient=False)
+            objective = objective + scale ** (k - 1) * _summed_loss(out.logits, y, mask)
+            current = out.state
+            if k in horizons:
+                true_gradients[k] = torch.autograd.grad(objective, start, retain_graph=k < horizon)[0]
+        state = current.detach()
+        for k, true in true_gradients.items():
+            s = sums[k]
+            s["cosine"] += F.cosine_similarity(predicted, true, dim=1, eps=1e-12).sum().item()
+            s["sg_sq"] += predicted.pow(2).sum().item()
+            s["true_sq"] += true.pow(2).sum().item()
+            s["error_sq"] += (predicted - true).pow(2).sum().item()
+            s["dot"] += (predicted * true).sum().item()
+            s["rows"] += true.shape[0]
+        probed += 1
+    model.train(was_training)
+    return [{"horizon": k, "cosine": s["cosine"] / s["rows"],
+             "norm_ratio": (s["sg_sq"] / max(s["true_sq"], 1e-30)) ** 0.5,
+             "explained": 1 - s["error_sq"] / max(s["true_sq"], 1e-30),
+             "calibration": s["dot"] / s["sg_sq"] if s["sg_sq"] > 0 else 0.0, "boundaries": probed,
+             "columns": s["rows"]}
+            for k, s in sums.items()]
+
+
+def probe_run(run_dir, horizons=HORIZONS, boundaries: int = 8, columns: int = 32, device: str = "cpu",
+              which: str = "best") -> list[dict]:
+    """The probe on a saved run: its validation split (text) or its task at the level it reached (copy tasks)."""
+    from .data import TrainStream, load_corpus
+    from .data.copy import CopyStream
+    from .run import load_run
+
+    cfg, model, payload = load_run(run_dir, which, device)
+    unroll = cfg.trainer.unroll
+    if payload.get("vocab"):
+        valid = load_corpus(cfg.data).valid
+        # columns long enough for the warm-up and a few probes: a short split gets fewer, longer columns
+        columns = max(1, min(columns, len(valid) // ((32 + 2 * max(horizons)) * unroll)))
+        stream = TrainStream(valid, columns, unroll)
+    else:
+        d, level = cfg.data, payload["stream"]  # the task at the level the run reached, on fresh episodes
+        stream = CopyStream(columns, unroll, repeat=d.name == "repeat_copy", seed=cfg.seed + 1,
+                            start_length=level["length"], max_repeats=d.max_repeats, phase=d.phase)
+        stream.repeats = level["repeats"]
+    return sg_fidelity(model, stream, float(cfg.dni.scale), horizons, boundaries, device=torch.device(device))
