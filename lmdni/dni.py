@@ -62,38 +62,3 @@ def aux_loss(prediction: torch.Tensor, synthetic_gradient: torch.Tensor) -> torc
     state and averaged over the batch (per-sequence units, like the SG itself). The SG is the target: detached."""
     return (prediction - synthetic_gradient.detach()).pow(2).sum(1).mean()
 
-
-class Calibration:
-    """`dni.calibrate=true`: inject the SG times β = E<SG, target> / E|SG|², clamped to [0, 1], estimated online.
-
-    β is the least-squares coefficient of the bootstrapped target on the head's prediction, measured on each window
-    before the head learns from it. Noise in the target averages out of the numerator, so β measures whether the SG
-    carries signal, not how noisy its target is: an SG equal to E[target | state] has β = 1 however noisy the target,
-    an SG that is noise has β near 0. Scaling the injection by β is the best linear shrinkage of the SG towards
-    zero: where the head has shown it predicts the future gradient, the SG goes in whole; where it has not (most of
-    a text's future gradient is unpredictable), nothing does, and DNI trains as truncated BPTT. A fresh head (zero
-    output) has β = 0: injection starts only once the head has learnt something from in-window targets.
-    """
-
-    def __init__(self, decay: float, device):
-        self.decay = decay
-        self.dot = torch.zeros((), device=device)  # running E<SG, target> and E|SG|², per sequence
-        self.square = torch.zeros((), device=device)
-
-    def gain(self) -> torch.Tensor:
-        return torch.where(self.square > 0, self.dot / self.square.clamp_min(1e-30), 0.0).clamp(0.0, 1.0)
-
-    def update(self, prediction: torch.Tensor, target: torch.Tensor, distributed) -> None:
-        rows = prediction.shape[0]
-        stats = torch.stack([(prediction * target).sum() / rows, prediction.pow(2).sum() / rows])
-        if distributed.enabled:  # every rank must inject with the same gain
-            stats = distributed.sum(stats) / distributed.world
-        self.dot.lerp_(stats[0], 1 - self.decay)
-        self.square.lerp_(stats[1], 1 - self.decay)
-
-    def state_dict(self) -> dict:
-        return {"dot": self.dot.item(), "square": self.square.item()}
-
-    def load_state_dict(self, state: dict) -> None:
-        self.dot.fill_(state["dot"])
-        self.square.fill_(state["square"])

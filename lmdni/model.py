@@ -92,17 +92,14 @@ class LSTMCore(nn.Module):
     def __init__(self, vocab_size: int, hidden_size: int, num_layers: int = 1, embedding_size: int = 128,
                  dropout: float = 0.0, sg_hidden_size: int | None = None, sg_num_layers: int = 1,
                  aux_head: bool = False, sg_input: str = DEFAULT_HEAD_INPUT, symbols: str = "embedding",
-                 aux_in_target: bool = False, head_average: float = 0.0):
+                 aux_in_target: bool = False):
         """`sg_hidden_size=None`: no synthetic-gradient head (plain TBPTT); 0: linear head; >0: MLP head.
         `aux_head`: DNI+Aux, a second head predicting the next boundary's synthetic gradient from the start state.
         `aux_in_target`: let the aux loss's gradient into the SG's bootstrapped target too (see `aux_input`; the
         behaviour before it was kept out, for reproducing those runs).
         `sg_input`: what the SG head reads — "squashed" (h, tanh c) or "raw" (h, c): the cell state is unbounded,
         and a linear head on a growing c predicts a growing SG (see `head_input`).
-        `symbols`: "embedding" (a learned row per symbol in, a softmax out) or "binary" (`BinaryCode`).
-        `head_average`: 0, or the decay of an exponential moving average of the SG head's weights; the average then
-        predicts the SG that is injected (and bootstrapped from), the head itself only what is regressed (see
-        `update_head_average`)."""
+        `symbols`: "embedding" (a learned row per symbol in, a softmax out) or "binary" (`BinaryCode`)."""
         super().__init__()
         if sg_input not in HEAD_INPUTS:
             raise ValueError(f"sg_input must be raw or squashed, got {sg_input!r}")
@@ -120,15 +117,6 @@ class LSTMCore(nn.Module):
         self.dropout = nn.Dropout(dropout)
         self.synthetic_gradient = (SyntheticGradientHead(self.state_size, sg_hidden_size, sg_num_layers)
                                    if sg_hidden_size is not None else None)
-        if not 0.0 <= head_average < 1.0:
-            raise ValueError(f"head_average must be in [0, 1), got {head_average}")
-        self.head_average = head_average
-        # an average of the head's weights (a copy never optimised), when the injected SG is to come from it
-        self.average_head = None
-        if self.synthetic_gradient is not None and head_average > 0:
-            self.average_head = SyntheticGradientHead(self.state_size, sg_hidden_size, sg_num_layers)
-            self.average_head.load_state_dict(self.synthetic_gradient.state_dict())
-            self.average_head.requires_grad_(False)
         # DNI+Aux: from the top layer's output at the window's first step, predict the SG that the window's end will
         # produce. It reads an in-graph activation, so its loss also trains the core (see `aux_input` for which
         # part of it). Zero-initialised, like the SG.
@@ -136,21 +124,6 @@ class LSTMCore(nn.Module):
         if aux_head:
             nn.init.zeros_(self.aux_synthetic_gradient.weight)
             nn.init.zeros_(self.aux_synthetic_gradient.bias)
-
-    @property
-    def injecting_head(self) -> SyntheticGradientHead | None:
-        """The head whose SG is injected at the final state (and so bootstrapped from)."""
-        return self.average_head if self.average_head is not None else self.synthetic_gradient
-
-    @torch.no_grad()
-    def update_head_average(self) -> None:
-        """After each step of the head: average <- decay · average + (1 − decay) · head. The head's weights move
-        with Adam's step size whether its gradient is signal or noise; on text whose future gradient is mostly
-        unpredictable they wander, and an SG read from them is noise injected into the core. Their average keeps
-        what is systematic (a target network, as in DQN, also steadies the bootstrapped target)."""
-        if self.average_head is not None:
-            torch._foreach_lerp_(list(self.average_head.parameters()), list(self.synthetic_gradient.parameters()),
-                                 1.0 - self.head_average)
 
     @property
     def state_size(self) -> int:
@@ -213,7 +186,7 @@ class LSTMCore(nn.Module):
         final = unrolled.state
         start_sg = self.synthetic_gradient(self.head_input(start.detach()))
         with torch.no_grad():
-            final_sg = self.injecting_head(self.head_input(final.detach()))
+            final_sg = self.synthetic_gradient(self.head_input(final.detach()))
         aux = None
         if self.aux_synthetic_gradient is not None:
             first = unrolled.output[0] if self.aux_in_target else self.aux_input(unrolled.first_input, start)

@@ -41,7 +41,6 @@ def snapshot(trainer) -> dict:
         "early_stopping": {"best_valid": trainer.best_valid, "bad_evals": trainer.bad_evals, "evals": trainer.evals},
         "rng": trainer.dist.gather_objects(_rng_state(trainer.device)),  # one per rank
         "interval": trainer.dist.gather_objects(_interval(trainer)),  # one per rank
-        "calibration": trainer.calibration.state_dict() if trainer.calibration is not None else None,
         "vocab": trainer.corpus.vocab if trainer.corpus else None,
         "config": OmegaConf.to_container(trainer.cfg, resolve=True),
     }
@@ -66,8 +65,6 @@ def restore(trainer, payload: dict) -> None:
     stopping = payload["early_stopping"]
     trainer.best_valid, trainer.bad_evals = stopping["best_valid"], stopping["bad_evals"]
     trainer.evals = stopping["evals"]
-    if trainer.calibration is not None and payload.get("calibration"):
-        trainer.calibration.load_state_dict(payload["calibration"])
     intervals = payload.get("interval")
     if intervals and len(intervals) == trainer.dist.world:
         interval = intervals[trainer.dist.rank]

@@ -20,9 +20,6 @@ def validate(cfg) -> None:
         value = OmegaConf.select(cfg, key)
         if isinstance(value, bool) or not isinstance(value, int) or value < 1:
             raise ConfigError(f"{key} must be an integer >= 1, got {value!r}")
-    average = OmegaConf.select(cfg, "dni.head_average", default=0.0)
-    if isinstance(average, bool) or not isinstance(average, (int, float)) or not 0 <= average < 1:
-        raise ConfigError(f"dni.head_average must be a number in [0, 1), got {average!r}")
     for key in ("trainer.lr", "dni.lr", "dni.scale", "trainer.clip"):
         value = OmegaConf.select(cfg, key)
         if isinstance(value, bool) or not isinstance(value, (int, float)) or value < 0:
@@ -37,7 +34,7 @@ def validate(cfg) -> None:
         raise ConfigError(f"model.symbols must be embedding or binary, got {cfg.model.symbols!r}")
     if cfg.dni.ablation not in ("none", "shuffle"):
         raise ConfigError(f"dni.ablation must be none or shuffle, got {cfg.dni.ablation!r}")
-    for key in ("trainer.compile", "trainer.tf32", "dni.aux_in_target", "dni.calibrate"):
+    for key in ("trainer.compile", "trainer.tf32", "dni.aux_in_target"):
         value = OmegaConf.select(cfg, key, default=False)
         if not isinstance(value, bool):
             raise ConfigError(f"{key} must be true or false, got {value!r}")
@@ -67,8 +64,7 @@ def build_model(cfg, vocab_size: int) -> LSTMCore:
                     sg_hidden_size=cfg.dni.head_hidden_size if with_head else None,
                     sg_num_layers=cfg.dni.head_num_layers, aux_head=cfg.method == "dni_aux",
                     sg_input=cfg.dni.get("head_input", DEFAULT_HEAD_INPUT), symbols=m.get("symbols", "embedding"),
-                    aux_in_target=bool(cfg.dni.get("aux_in_target", False)),
-                    head_average=float(cfg.dni.get("head_average", 0.0)))
+                    aux_in_target=bool(cfg.dni.get("aux_in_target", False)),)
 
 
 def load_run(run_dir, which: str = "best", device: str = "auto"):

@@ -20,7 +20,7 @@ from tqdm.auto import tqdm
 
 from . import checkpoint as ckpt
 from .boundary import resolve_fused, synthetic_gradient_loss
-from .dni import Calibration, aux_loss, backward_window, bootstrapped_target, injected_gradient
+from .dni import aux_loss, backward_window, bootstrapped_target, injected_gradient
 from .distributed import Distributed
 from .errors import ConfigError, DivergenceError, LmdniError
 from .evaluate import bits_per_character, split_nats
@@ -51,14 +51,12 @@ class Trainer:
         tc = cfg.trainer
         head = model.synthetic_gradient
         # the SG head has its own optimizer; everything else (DNI+Aux's head included) is the core's
-        self.core_params = [p for name, p in model.named_parameters()
-                            if not name.startswith("synthetic_gradient.") and p.requires_grad]
+        self.core_params = [p for name, p in model.named_parameters() if not name.startswith("synthetic_gradient.")]
         self.head_params = list(head.parameters()) if head is not None else []
         # fused Adam: one kernel over all parameters instead of a loop of small ones (CPU and CUDA)
         self.optimizer = torch.optim.Adam(self.core_params, lr=tc.lr, fused=True)
         self.sg_optimizer = torch.optim.Adam(self.head_params, lr=cfg.dni.lr, fused=True) if self.dni else None
         self.fused = resolve_fused(cfg.dni.fused, device, head) if self.dni else False
-        self.calibration = Calibration(0.99, device) if self.dni and cfg.dni.get("calibrate", False) else None
         # forward + loss; bf16 autocast, TF32 and torch.compile are opt-in (lmdni.speed)
         configure_tf32(bool(tc.get("tf32", False)), device)
         self.forward = window_forward(model, device, tc.get("precision", "fp32"), bool(tc.get("compile", False)))
@@ -120,8 +118,6 @@ class Trainer:
         """The window's backward with the injected SG, then the head's regression onto the bootstrapped target."""
         dni = self.cfg.dni
         injected = injected_gradient(out.synthetic_gradient, dni.scale, ends_pass, dni.ablation)
-        if injected is not None and self.calibration is not None:
-            injected = injected * self.calibration.gain()
         extra = None
         if self.aux:
             aux = aux_loss(out.aux_prediction, out.synthetic_gradient)
@@ -129,8 +125,6 @@ class Trainer:
             self._aux_loss += aux.detach()
         backward_window(loss_sum, n_tokens, out.state, injected, extra)
         target = bootstrapped_target(start, n_tokens)
-        if self.calibration is not None:  # measured before the head learns from this window
-            self.calibration.update(out.start_synthetic_gradient.detach(), target, self.dist)
         self.sg_optimizer.zero_grad(set_to_none=True)
         # only the fused kernel needs the head's input again; the reference path differentiates the prediction
         head_input = self.model.head_input(start.detach()) if self.fused else None
@@ -139,7 +133,6 @@ class Trainer:
         sg_loss.backward()
         self.dist.average_gradients(self.head_params)
         self.sg_optimizer.step()
-        self.model.update_head_average()
         self._sg_loss += sg_loss.detach()
         if self.step % 10 == 0:  # a diagnostic: sampled every 10th window to keep it off the hot path
             self._sg_cos += F.cosine_similarity(out.start_synthetic_gradient.detach().flatten(), target.flatten(),
@@ -235,8 +228,6 @@ class Trainer:
         if self.dni:
             record["sg_loss"] = float(self._sg_loss) / max(self._windows, 1)
             record["sg_cosine"] = float(self._sg_cos) / max(self._cos_samples, 1)
-        if self.calibration is not None:
-            record["sg_calibration"] = float(self.calibration.gain())
         if self.aux:
             record["aux_loss"] = float(self._aux_loss) / max(self._windows, 1)
         if self.device.type == "cuda":

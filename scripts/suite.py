@@ -6,13 +6,15 @@
 
 Corpora: PTB characters; `lag` and `nested` (generated, lmdni.data.generated: spans of 2x/4x/8x an unroll of 4,
 nested brackets and quotes, a counter); `code` (the running Python's standard-library sources) and `prose` (the
-Python reference manual's text as shipped in pydoc_data), neither written for lmdni; Copy and Repeat-Copy. One fixed
+Python reference manual's text as shipped in pydoc_data, then the standard library's docstrings), neither written
+for lmdni; Copy and Repeat-Copy. One fixed
 size (hidden 128, batch 32, unroll 4) for all. Each run is an ordinary lmdni run (built with `build_trainer`) in
 OUT/runs/CORPUS/SETTING_seedS; a run whose results.json exists is not run again, so an interrupted suite resumes.
 
 Prints one Markdown table and writes it to --table (and OUT/summary.json): per corpus and setting, the whole-split
-valid BPC of each seed (copy tasks: longest length solved), the gain over BPTT with the same seed, chars/s, and the
-SG-fidelity probe's cosine at K = 1, 4, 16 windows ahead (lmdni.fidelity).
+valid BPC of each seed (copy tasks: longest length solved), the gain over BPTT with the same seed (and, on BPTT's
+row, its seed-to-seed spread), chars/s, and the SG-fidelity probe at K = 16 windows ahead (lmdni.fidelity): the
+mean per-column cosine and the calibration β (1: the SG is the expected future gradient; 0: it is noise).
 """
 from __future__ import annotations
 
@@ -49,12 +51,34 @@ def write_corpus(name: str, path: Path, chars: int) -> None:
         stdlib = Path(sysconfig.get_paths()["stdlib"])
         text = "".join(p.read_text(encoding="utf-8", errors="replace") for p in sorted(stdlib.glob("*.py")))
     elif name == "prose":
-        from pydoc_data.topics import topics
-
-        text = "".join(topics[key] for key in sorted(topics))
+        text = python_prose()
     else:
         raise ValueError(name)
     path.write_text(text[:chars], encoding="utf-8")
+
+
+def python_prose() -> str:
+    """English technical prose: the reference manual's topics (pydoc_data) and the standard library's docstrings."""
+    import ast
+
+    from pydoc_data.topics import topics
+
+    parts = [topics[key] for key in sorted(topics)]
+    stdlib = Path(sysconfig.get_paths()["stdlib"])
+    for path in sorted(stdlib.rglob("*.py")):
+        where = path.relative_to(stdlib).parts
+        if where[0] in ("site-packages", "dist-packages", "test", "idlelib", "lib2to3") or "tests" in where:
+            continue
+        try:
+            tree = ast.parse(path.read_text(encoding="utf-8"))
+        except (SyntaxError, UnicodeDecodeError, ValueError):
+            continue
+        for node in ast.walk(tree):
+            if isinstance(node, (ast.Module, ast.ClassDef, ast.FunctionDef, ast.AsyncFunctionDef)):
+                doc = ast.get_docstring(node)
+                if doc and len(doc) > 40:
+                    parts.append(doc)
+    return "\n\n".join(parts)
 
 
 def corpus_overrides(name: str, out: Path, size: dict) -> list[str]:
@@ -107,8 +131,8 @@ def metric(record: dict) -> float:
 
 
 def table(records: list[dict], settings: list[str]) -> str:
-    lines = ["| corpus | setting | valid BPC (copy: solved) per seed | gain over bptt per seed | mean gain | "
-             "share of best gain | chars/s | SG cosine K=1 / 4 / 16 |", "|---|---|---|---|---:|---:|---:|---|"]
+    lines = ["| corpus | setting | valid BPC (copy: solved) per seed | gain over bptt per seed (bptt: spread) | "
+             "mean gain | share of best gain | chars/s | SG cosine, β at K=16 |", "|---|---|---|---|---:|---:|---:|---|"]
     by_key = {(r["corpus"], r["setting"], r["seed"]): r for r in records}
     for corpus in dict.fromkeys(r["corpus"] for r in records):
         seeds = sorted({r["seed"] for r in records if r["corpus"] == corpus})
@@ -127,14 +151,17 @@ def table(records: list[dict], settings: list[str]) -> str:
                                 for r in runs)
             gain = gains.get(setting)
             per_seed = " / ".join(f"{g:+.0f}" if task else f"{g:+.4f}" for g in gain) if gain else "—"
+            if setting == "bptt" and len(runs) > 1:
+                spread = max(metric(r) for r in runs) - min(metric(r) for r in runs)
+                per_seed = f"spread {spread:.0f}" if task else f"spread {spread:.4f}"
             mean = (f"{statistics.mean(gain):+.2f}" if task else f"{statistics.mean(gain):+.4f}") if gain else "—"
-            share = f"{statistics.mean(gain) / best:.0%}" if gain and best > 0 else "—"
+            share = f"{max(statistics.mean(gain), 0) / best:.0%}" if gain and best > 0 else "—"
             speed = statistics.mean(r["results"]["chars_per_sec"] for r in runs)
             cosines = "—"
             if all(r.get("fidelity") for r in runs):
-                at = lambda k: statistics.mean(next(f["cosine"] for f in r["fidelity"] if f["horizon"] == k)  # noqa: E731
-                                               for r in runs)
-                cosines = f"{at(1):.3f} / {at(4):.3f} / {at(16):.3f}"
+                at = lambda key: statistics.mean(next(f[key] for f in r["fidelity"] if f["horizon"] == 16)  # noqa: E731
+                                                 for r in runs)
+                cosines = f"{at('cosine'):.3f}, {at('calibration'):.2f}"
             lines.append(f"| {corpus} | {setting} | {values} | {per_seed} | {mean} | {share} | {speed:,.0f} | "
                          f"{cosines} |")
     return "\n".join(lines)

@@ -56,7 +56,6 @@ def test_train_writes_metrics_checkpoints_and_eval_reads_them(tmp_path, text_fil
     (["model.symbols=ternary"], "model.symbols must be embedding or binary"),
     (["dni.aux_in_target=maybe"], "dni.aux_in_target must be true or false"),
     (["data.valid_fraction=0"], "must each be in (0, 1)"),
-    (["method=dni", "dni.head_average=1.5"], "dni.head_average must be a number in [0, 1)"),
     (["data.test_fraction=0.0001"], "too small"),
 ])
 def test_bad_input_is_one_line_error(tmp_path, text_file, overrides, message):
