@@ -99,6 +99,7 @@ def run_one(job: dict) -> dict:
     from hydra import compose, initialize_config_dir
 
     from lmdni.cli import config_dir
+    from lmdni.errors import ConfigError
     from lmdni.fidelity import probe_run
     from lmdni.metrics import MetricsLog
     from lmdni.run import build_trainer
@@ -111,8 +112,11 @@ def run_one(job: dict) -> dict:
         for stale in ("metrics.jsonl", "last.pt", "best.pt"):  # an unfinished run starts again
             (run_dir / stale).unlink(missing_ok=True)
         (run_dir / "overrides.json").write_text(json.dumps(job["overrides"]))
-        with initialize_config_dir(version_base="1.3", config_dir=str(config_dir())):
-            cfg = compose("train", job["overrides"])
+        try:
+            with initialize_config_dir(version_base="1.3", config_dir=str(config_dir())):
+                cfg = compose("train", job["overrides"])
+        except Exception as exc:  # Hydra's override errors: the first line names the key
+            raise ConfigError(f"bad override for {job['setting']}: {str(exc).splitlines()[0]}") from None
         trainer = build_trainer(cfg, run_dir)
         trainer.train(MetricsLog(run_dir / "metrics.jsonl"))
     record = {**job, "results": json.loads(results.read_text())}
@@ -210,13 +214,21 @@ def main(argv=None) -> None:
                              "run_dir": str(args.out / "runs" / corpus / f"{name}_T{unroll}_seed{seed}"),
                              "overrides": [*common, *data, f"trainer.eval_every={budget // 4}", f"seed={seed}",
                                            *shlex.split(overrides)]})
+    from lmdni.errors import LmdniError
+
     started = time.time()
     with ProcessPoolExecutor(args.jobs, mp_context=get_context("spawn")) as pool:
         records = []
-        for record in pool.map(run_one, jobs):
-            records.append(record)
-            print(f"[{time.time() - started:6.0f} s] {record['corpus']} {record['setting']} seed {record['seed']}: "
-                  f"{-metric(record) if 'solved' in record['results'] else metric(record):.4f}", file=sys.stderr)
+        try:
+            for record in pool.map(run_one, jobs):
+                records.append(record)
+                print(f"[{time.time() - started:6.0f} s] {record['corpus']} {record['setting']} seed "
+                      f"{record['seed']}: {-metric(record) if 'solved' in record['results'] else metric(record):.4f}",
+                      file=sys.stderr)
+        except LmdniError as exc:  # bad data or settings: one line; finished runs are kept and reused next time
+            pool.shutdown(cancel_futures=True)
+            print(f"suite: error: {exc}", file=sys.stderr)
+            sys.exit(2)
     (args.out / "summary.json").write_text(json.dumps(records, indent=1))
     text = table(records, list(settings))
     print(text)

@@ -125,3 +125,11 @@ def test_quick_suite_runs_and_measures_gains_against_bptt(tmp_path):
         row = next(r for r in rows if r[0].strip("| ") == corpus and r[1] == "dni")
         assert row[3] == f"{gain:+.4f}"  # one seed in quick mode
         assert len(by[corpus, "dni"]["fidelity"]) == 5 and "fidelity" not in by[corpus, "bptt"]
+
+
+def test_suite_bad_setting_is_a_one_line_error(tmp_path):
+    result = subprocess.run([sys.executable, str(ROOT / "scripts" / "suite.py"), "--quick", "--out", str(tmp_path),
+                             "--corpora", "lag", "--methods", "--setting", "odd=method=dni dni.nope=1"],
+                            capture_output=True, text=True, timeout=300)
+    assert result.returncode == 2 and "Traceback" not in result.stderr
+    assert result.stderr.strip().splitlines()[-1].startswith("suite: error: bad override for odd")
