@@ -266,8 +266,7 @@ class Trainer:
             return result
         best = ckpt.load(self.out_dir / "best.pt", map_location=self.device)
         self.model.load_state_dict(best["model"])
-        # the reported numbers carry the state across the whole split; the columns' test BPC is there to compare
-        # with the validation curve, which is read in columns (lmdni.evaluate)
+        # reported: the whole split, state carried; test in columns too, to compare with the validation curve
         bpc = lambda split, columns=1: bits_per_character(  # noqa: E731
             *split_nats(self.model, getattr(self.corpus, split), columns, device=self.device))
         test_bpc = bpc("test")
