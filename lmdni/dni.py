@@ -61,4 +61,3 @@ def aux_loss(prediction: torch.Tensor, synthetic_gradient: torch.Tensor) -> torc
     """DNI+Aux: squared error of the start-of-window prediction of the SG the window's end produces, summed over the
     state and averaged over the batch (per-sequence units, like the SG itself). The SG is the target: detached."""
     return (prediction - synthetic_gradient.detach()).pow(2).sum(1).mean()
-
