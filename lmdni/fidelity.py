@@ -22,14 +22,9 @@ from __future__ import annotations
 import torch
 import torch.nn.functional as F
 
+from .speed import summed_loss
+
 HORIZONS = (1, 2, 4, 8, 16)
-
-
-def _summed_loss(logits, targets, mask):
-    losses = F.cross_entropy(logits.reshape(-1, logits.shape[-1]), targets.reshape(-1), reduction="none")
-    if mask is not None:
-        losses = losses * mask.reshape(-1).to(losses.dtype)
-    return losses.sum()
 
 
 def sg_fidelity(model, stream, scale: float, horizons=HORIZONS, boundaries: int = 8, warmup: int = 32,
@@ -74,7 +69,7 @@ def sg_fidelity(model, stream, scale: float, horizons=HORIZONS, boundaries: int 
         true_gradients = {}
         for k, (x, y, mask, _, _) in enumerate(windows, 1):
             out = model(x, current, with_synthetic_gradient=False)
-            objective = objective + scale ** (k - 1) * _summed_loss(out.logits, y, mask)
+            objective = objective + scale ** (k - 1) * summed_loss(out.logits, y, mask)
             current = out.state
             if k in horizons:
                 true_gradients[k] = torch.autograd.grad(objective, start, retain_graph=k < horizon)[0]

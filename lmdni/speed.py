@@ -69,7 +69,8 @@ def _to_fp32(out):
     return out._replace(**{name: t.float() for name, t in out._asdict().items() if t is not None})
 
 
-def _summed_loss(logits, targets, mask):
+def summed_loss(logits, targets, mask):
+    """The window's summed cross-entropy; `mask` (copy tasks) marks the targets that count, None counts all."""
     logits = logits.reshape(-1, logits.shape[-1])
     if mask is None:
         return F.cross_entropy(logits, targets.reshape(-1), reduction="sum")
@@ -87,7 +88,7 @@ def window_forward(model, device: torch.device, precision: str = "fp32", compile
     # second backward, after the window's backward has freed whatever a compiled graph saved; a tensor that merely
     # passes through a compiled region becomes that region's output and would hit the freed graph.
     unroll = torch.compile(model.unroll) if compile else model.unroll
-    summed_loss = torch.compile(_summed_loss) if compile else _summed_loss
+    loss = torch.compile(summed_loss) if compile else summed_loss
 
     def forward(inputs, targets, mask, start, with_synthetic_gradient: bool):
         with torch.autocast(device.type, dtype=torch.bfloat16, enabled=bf16):
@@ -98,6 +99,6 @@ def window_forward(model, device: torch.device, precision: str = "fp32", compile
                 out = CoreOutput(unrolled.logits, unrolled.state, None, None)
         if bf16:  # in fp32 there is nothing to cast: keep the hot path free of it
             out = _to_fp32(out)
-        return out, summed_loss(out.logits, targets, mask)
+        return out, loss(out.logits, targets, mask)
 
     return forward
