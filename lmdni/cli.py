@@ -84,9 +84,37 @@ def _check_overrides(argv: list[str]) -> None:
         _fail("lmdni-train", f"bad override: {detail}")
 
 
+TRAIN_HELP = """usage: lmdni-train [KEY=VALUE ...] [GROUP=OPTION ...] [-m]
+
+Train a character-level LSTM with truncated backpropagation through time (method=bptt), with synthetic gradients
+at the truncation boundaries (method=dni), or with DNI plus the auxiliary next-SG task (method=dni_aux). Writes
+config, metrics.jsonl, last.pt / best.pt and results.json to the run directory (outputs/METHOD_TUNROLL/DATE, or
+hydra.run.dir=DIR, where running again resumes).
+
+config groups:
+  data=ptb | text | copy | repeat_copy     PTB characters (default), any UTF-8 file (data.path=FILE), or a task
+  model=lstm                               model.hidden_size, model.num_layers, model.embedding_size, model.dropout
+  +experiment=cpu_ptb | paper_ptb | paper_copy   presets (sweeps: add -m)
+
+main names:
+  method=bptt|dni|dni_aux   trainer.unroll   trainer.batch_size   trainer.lr   trainer.max_chars   trainer.eval_every
+  dni.scale   dni.lr   dni.head_input=squashed|raw   device=auto|cpu|cuda   threads   seed
+  (every key, with its default and meaning: conf/train.yaml, or lmdni-train --cfg job)
+
+examples:
+  lmdni-train method=dni trainer.unroll=4 trainer.max_chars=2000000
+  lmdni-train data=text data.path=my.txt method=dni_aux model.hidden_size=128
+  lmdni-train -m method=bptt,dni trainer.unroll=2,4,8 && lmdni-compare multirun/DATE --pivot
+
+Hydra's own options: lmdni-train --hydra-help"""
+
+
 def train_main() -> None:
     import hydra
 
+    if any(flag in sys.argv[1:] for flag in ("-h", "--help")):
+        print(TRAIN_HELP)
+        return
     _check_overrides(sys.argv[1:])
     _quiet_secondary_rank()
 

@@ -38,10 +38,10 @@ def snapshot(trainer) -> dict:
         "stream": trainer.stream.state_dict(),
         "state": state.cpu() if state is not None else None,
         "chars": trainer.chars, "step": trainer.step, "train_seconds": trainer.train_seconds,
-        "early_stopping": {"best_valid": trainer.best_valid, "bad_evals": trainer.bad_evals, "evals": trainer.evals},
+        "early_stopping": {"best_valid": trainer.best_score, "bad_evals": trainer.bad_evals, "evals": trainer.evals},
         "rng": trainer.dist.gather_objects(_rng_state(trainer.device)),  # one per rank
         "interval": trainer.dist.gather_objects(_interval(trainer)),  # one per rank
-        "vocab": trainer.corpus.vocab if trainer.corpus else None,
+        "vocab": trainer.task.vocab,
         "config": OmegaConf.to_container(trainer.cfg, resolve=True),
     }
 
@@ -63,7 +63,7 @@ def restore(trainer, payload: dict) -> None:
     trainer.chars, trainer.step = payload["chars"], payload["step"]
     trainer.train_seconds = payload["train_seconds"]
     stopping = payload["early_stopping"]
-    trainer.best_valid, trainer.bad_evals = stopping["best_valid"], stopping["bad_evals"]
+    trainer.best_score, trainer.bad_evals = stopping["best_valid"], stopping["bad_evals"]
     trainer.evals = stopping["evals"]
     intervals = payload.get("interval")
     if intervals and len(intervals) == trainer.dist.world:

@@ -6,10 +6,9 @@ import random
 import torch
 from omegaconf import OmegaConf
 
-from .data import TrainStream, load_corpus
-from .data.copy import CopyStream, task_vocab_size
 from .errors import ConfigError
 from .model import DEFAULT_HEAD_INPUT, HEAD_INPUTS, LSTMCore
+from .tasks import build_task, task_class
 
 POSITIVE_INTS = ("model.hidden_size", "model.num_layers", "model.embedding_size", "trainer.unroll",
                  "trainer.batch_size", "trainer.eval_every", "trainer.eval_batch_size")
@@ -38,8 +37,6 @@ def validate(cfg) -> None:
         value = OmegaConf.select(cfg, key, default=False)
         if not isinstance(value, bool):
             raise ConfigError(f"{key} must be true or false, got {value!r}")
-    if cfg.data.name in ("copy", "repeat_copy") and cfg.data.get("phase", "random") not in ("random", "aligned"):
-        raise ConfigError(f"data.phase must be random or aligned, got {cfg.data.phase!r}")
     if cfg.device not in ("auto", "cpu", "cuda") and not str(cfg.device).startswith("cuda:"):
         raise ConfigError(f"device must be auto, cpu or cuda, got {cfg.device!r}")
 
@@ -80,9 +77,8 @@ def load_run(run_dir, which: str = "best", device: str = "auto"):
     payload = ckpt.load(path)
     try:
         cfg = OmegaConf.create(payload["config"])
-        vocab_size = len(payload["vocab"]) if payload.get("vocab") else None
-        if vocab_size is None:  # generated tasks store no vocabulary: their size follows from the task
-            vocab_size = task_vocab_size(cfg.data.max_repeats)
+        vocab = payload.get("vocab")
+        vocab_size = len(vocab) if vocab else task_class(cfg.data).config_vocab_size(cfg)
         model = build_model(cfg, vocab_size)
         model.load_state_dict(payload["model"])
     except (KeyError, TypeError, ValueError, RuntimeError) as exc:
@@ -90,7 +86,9 @@ def load_run(run_dir, which: str = "best", device: str = "auto"):
     return cfg, model.to(resolve_device(device)), payload
 
 
-def build_trainer(cfg, out_dir, distributed=None):
+def build_trainer(cfg, out_dir, distributed=None, corpus=None):
+    """The one way to build a run: validate the config, set threads and device, build the task (`corpus` replaces
+    the configured text corpus, e.g. an in-memory one for a benchmark), seed, build the model, and the trainer."""
     from .distributed import Distributed
     from .trainer import Trainer
 
@@ -99,20 +97,17 @@ def build_trainer(cfg, out_dir, distributed=None):
         torch.set_num_threads(int(cfg.threads))
     distributed = distributed or Distributed()
     device = distributed.init(resolve_device(str(cfg.device)))
-    if cfg.data.name in ("copy", "repeat_copy"):
-        if distributed.enabled:
-            raise ConfigError("copy tasks run in one process (their curriculum is per process); drop torchrun")
-        corpus = None
-        d = cfg.data
-        stream = CopyStream(cfg.trainer.batch_size, cfg.trainer.unroll, repeat=d.name == "repeat_copy", seed=cfg.seed,
-                            threshold=d.threshold, window_episodes=d.window_episodes, start_length=d.start_length,
-                            max_repeats=d.max_repeats, phase=d.get("phase", "random"))
-        vocab_size = stream.vocab_size
-    else:
-        corpus = load_corpus(cfg.data)
-        stream = TrainStream(corpus.train, cfg.trainer.batch_size, cfg.trainer.unroll,
-                             distributed.columns(cfg.trainer.batch_size))
-        vocab_size = corpus.vocab_size
+    task = build_task(cfg, distributed, corpus)
     seed_everything(cfg.seed)
-    model = build_model(cfg, vocab_size).to(device)
-    return Trainer(cfg, model, corpus, stream, out_dir, device, distributed)
+    model = build_model(cfg, task.vocab_size).to(device)
+    return Trainer(cfg, model, task, out_dir, device, distributed)
+
+
+def compose_config(overrides=(), name: str = "train"):
+    """The run config `lmdni-train OVERRIDES...` would use, for scripts and tests."""
+    from hydra import compose, initialize_config_dir
+
+    from .cli import config_dir
+
+    with initialize_config_dir(version_base="1.3", config_dir=str(config_dir())):
+        return compose(name, list(overrides))

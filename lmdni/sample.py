@@ -1,4 +1,7 @@
-"""`lmdni-sample RUN_DIR --prime TEXT --length N --temperature X [--top-k K] [--seed S]`: text from a checkpoint."""
+"""`lmdni-sample RUN_DIR --prime TEXT --length N --temperature X [--top-k K] [--seed S]`: text from a checkpoint.
+
+PTB writes a space as `_`; for a PTB model the prime's spaces are read as `_` and the sample's `_` printed as spaces,
+unless --raw asks for the symbols as the model sees them."""
 from __future__ import annotations
 
 import argparse
@@ -8,6 +11,8 @@ from pathlib import Path
 import torch
 
 from .errors import CheckpointError, LmdniError
+
+SPACE = "_"  # PTB's symbol for a space between words
 
 
 @torch.no_grad()
@@ -52,18 +57,21 @@ def main(argv=None) -> None:
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--checkpoint", choices=("best", "last"), default="best")
     parser.add_argument("--device", default="auto")
+    parser.add_argument("--raw", action="store_true", help="PTB: keep `_` for spaces (default: print spaces)")
     args = parser.parse_args(argv)
     try:
         cfg, model, payload = load_run(args.run_dir, args.checkpoint, args.device)
         if not payload.get("vocab"):
             raise CheckpointError(f"{args.run_dir} was trained on a generated task ({cfg.data.name}), not text: "
                                   f"nothing to sample")
-        text = generate(model, payload["vocab"], args.prime, args.length, args.temperature, args.top_k,
-                        torch.Generator().manual_seed(args.seed))
+        readable = cfg.data.name == "ptb" and not args.raw
+        prime = args.prime.replace(" ", SPACE) if readable else args.prime
+        text = prime + generate(model, payload["vocab"], prime, args.length, args.temperature, args.top_k,
+                                torch.Generator().manual_seed(args.seed))
     except LmdniError as exc:
         print(f"lmdni-sample: error: {exc}", file=sys.stderr)
         sys.exit(2)
-    print(args.prime + text)
+    print(text.replace(SPACE, " ") if readable else text)
 
 
 if __name__ == "__main__":

@@ -18,7 +18,7 @@ into nn.LSTM (a graph break: the cuDNN/oneDNN LSTM kernel runs eagerly, as it wo
 the rest: embedding, decoder, state joins, the masked cross-entropy. The SG heads stay eager (see below). The model
 object itself is never wrapped, so state dicts and checkpoints carry no `_orig_mod.` prefixes.
 
-The README has their measured effect (scripts/bench_speed_settings.py).
+docs/results/README.md has their measured effect (scripts/bench_speed_settings.py).
 """
 from __future__ import annotations
 

@@ -23,7 +23,7 @@ from .boundary import resolve_fused, synthetic_gradient_loss
 from .dni import aux_loss, backward_window, bootstrapped_target, injected_gradient
 from .distributed import Distributed
 from .errors import ConfigError, DivergenceError, LmdniError
-from .evaluate import bits_per_character, split_nats
+from .evaluate import bits_per_character
 from .metrics import MetricsLog
 from .resume import restore, snapshot
 from .speed import configure_tf32, window_forward
@@ -37,15 +37,15 @@ class Interrupted(LmdniError):
 
 
 class Trainer:
-    def __init__(self, cfg, model, corpus, stream, out_dir: Path, device: torch.device, distributed=None):
+    def __init__(self, cfg, model, task, out_dir: Path, device: torch.device, distributed=None):
+        """`task` (lmdni.tasks) supplies the windows and says what an evaluation measures and what is better."""
         if cfg.method not in METHODS:
             raise ConfigError(f"method must be one of {', '.join(METHODS)}, got {cfg.method!r}")
-        self.cfg, self.model, self.corpus, self.stream = cfg, model, corpus, stream
+        self.cfg, self.model, self.task, self.stream = cfg, model, task, task.stream
         self.dist = distributed or Distributed()
         self.out_dir, self.device = Path(out_dir), device
-        if hasattr(stream, "to"):
-            stream.to(device)
-        self.curriculum = hasattr(stream, "report")  # copy tasks: no validation text, a curriculum instead
+        if hasattr(self.stream, "to"):
+            self.stream.to(device)
         self.dni = cfg.method in ("dni", "dni_aux")
         self.aux = cfg.method == "dni_aux"
         tc = cfg.trainer
@@ -62,7 +62,7 @@ class Trainer:
         self.forward = window_forward(model, device, tc.get("precision", "fp32"), bool(tc.get("compile", False)))
         self.state = None  # the carried state of this process's columns, made at the first window
         self.chars, self.step, self.train_seconds = 0, 0, 0.0
-        self.best_valid, self.bad_evals, self.evals = math.inf, 0, 0
+        self.best_score, self.bad_evals, self.evals = task.best_initial, 0, 0
         self._stop_requested = False
         if tc.on_nonfinite not in ("stop", "skip"):
             raise ConfigError(f"trainer.on_nonfinite must be stop or skip, got {tc.on_nonfinite!r}")
@@ -80,7 +80,7 @@ class Trainer:
         if starts_pass or self.state is None:
             self.state = self.model.initial_state(x.shape[1], self.device)
         start = self.state.detach().requires_grad_(self.dni)
-        if mask is not None:  # copy tasks: only the symbols to reproduce count; n stays B×T (the SG's units)
+        if mask is not None:  # the task counts only some targets (masked loss); n stays B×T (the SG's units)
             mask = mask.to(self.device, non_blocking=True)
         out, loss_sum = self.forward(x, y, mask, start, self.dni)
         n_tokens = y.numel()
@@ -100,8 +100,7 @@ class Trainer:
         self._grad_norm += self._core_grad_norm()
         self.optimizer.step()
         self.state = out.state.detach()
-        if self.curriculum:
-            self.stream.report(float(loss_sum.detach()))
+        self.task.observe(loss_sum)
         self._nats += loss_sum.detach()
         self._count += n_tokens
         self._windows += 1
@@ -213,17 +212,11 @@ class Trainer:
     def evaluate_and_save(self, metrics: MetricsLog) -> bool:
         self._check_finite()
         self._gather_interval()
-        tc = self.cfg.trainer
         record = {"step": self.step, "chars": self.chars, "epoch": self.stream.epoch,
                   "seconds": round(self.train_seconds, 3), "train_bpc": self._interval_bpc(),
                   "chars_per_sec": self.chars / max(self.train_seconds, 1e-9)}
-        if self.curriculum:
-            record.update(self.stream.status())
-            valid_bpc = -record["solved"]  # "better" = a longer solved length; keeps best.pt meaningful
-        else:
-            valid_nats, valid_count = split_nats(self.model, self.corpus.valid, tc.eval_batch_size,
-                                                 device=self.device)  # columns: fast, for choosing best.pt
-            valid_bpc = record["valid_bpc"] = bits_per_character(valid_nats, valid_count)
+        fields, score = self.task.evaluate(self.model, self.device)
+        record.update(fields)
         record["grad_norm"] = float(self._grad_norm) / max(self._windows, 1)  # mean, before clipping
         if self.dni:
             record["sg_loss"] = float(self._sg_loss) / max(self._windows, 1)
@@ -232,22 +225,17 @@ class Trainer:
             record["aux_loss"] = float(self._aux_loss) / max(self._windows, 1)
         if self.device.type == "cuda":
             record["peak_memory_mb"] = torch.cuda.max_memory_allocated(self.device) / 2**20
-        improved = valid_bpc < self.best_valid or (self.curriculum and valid_bpc == self.best_valid)
+        improved = self.task.better(score, self.best_score)
         self.evals += 1
         if improved:
-            self.best_valid, self.bad_evals = valid_bpc, 0
+            self.best_score, self.bad_evals = score, 0
         else:
             self.bad_evals += 1
-        if not self.curriculum:
-            record["best_valid_bpc"] = self.best_valid
+        record.update(self.task.best_fields(self.best_score))
         if self.dist.is_main:
             metrics.write(record)
-        if self.curriculum:
-            log.info("chars %s  length %d  repeats %d  solved %d  error %.3f bits/episode", f"{self.chars:,}",
-                     record["length"], record["repeats"], record["solved"], record["error_bits_per_episode"])
-        else:
-            log.info("chars %s  train %.4f  valid %.4f  %s%s", f"{self.chars:,}", record["train_bpc"], valid_bpc,
-                     f"{record['chars_per_sec']:,.0f} chars/s", "  (best)" if improved else "")
+        log.info("chars %s  %s  %s%s", f"{self.chars:,}", self.task.describe(record),
+                 f"{record['chars_per_sec']:,.0f} chars/s", "  (best)" if improved else "")
         self._reset_interval()
         self.save("last.pt")
         if improved:
@@ -255,31 +243,15 @@ class Trainer:
         return improved
 
     def finish(self, stop_reason: str) -> dict:
-        if self.curriculum:
-            result = {"method": self.cfg.method, "unroll": self.cfg.trainer.unroll, "task": self.cfg.data.name,
-                      **self.stream.status(), "chars": self.chars, "seconds": round(self.train_seconds, 3),
-                      "chars_per_sec": self.chars / max(self.train_seconds, 1e-9), "stop_reason": stop_reason}
-            if self.dist.is_main:
-                ckpt.save_json(self.out_dir / "results.json", result)
-            log.info("stopped (%s) after %s characters: longest solved %d", stop_reason, f"{self.chars:,}",
-                     result["solved"])
-            return result
         best = ckpt.load(self.out_dir / "best.pt", map_location=self.device)
         self.model.load_state_dict(best["model"])
-        # reported: the whole split, state carried; test in columns too, to compare with the validation curve
-        bpc = lambda split, columns=1: bits_per_character(  # noqa: E731
-            *split_nats(self.model, getattr(self.corpus, split), columns, device=self.device))
-        test_bpc = bpc("test")
-        result = {"method": self.cfg.method, "unroll": self.cfg.trainer.unroll, "best_valid_bpc": self.best_valid,
-                  "valid_bpc": bpc("valid"), "test_bpc": test_bpc,
-                  "test_bpc_columns": bpc("test", self.cfg.trainer.eval_batch_size),
-                  "best_chars": best["chars"], "chars": self.chars,
-                  "seconds": round(self.train_seconds, 3), "chars_per_sec": self.chars / max(self.train_seconds, 1e-9),
-                  "stop_reason": stop_reason}
+        fields, summary = self.task.results(self.model, self.best_score, self.device)
+        result = {"method": self.cfg.method, "unroll": self.cfg.trainer.unroll, **fields,
+                  "best_chars": best["chars"], "chars": self.chars, "seconds": round(self.train_seconds, 3),
+                  "chars_per_sec": self.chars / max(self.train_seconds, 1e-9), "stop_reason": stop_reason}
         if self.dist.is_main:
             ckpt.save_json(self.out_dir / "results.json", result)
-        log.info("stopped (%s) after %s characters: best valid BPC %.4f, test BPC %.4f (best checkpoint)",
-                 stop_reason, f"{self.chars:,}", self.best_valid, test_bpc)
+        log.info("stopped (%s) after %s characters: %s", stop_reason, f"{self.chars:,}", summary)
         return result
 
     # ------------------------------------------------------------------------------------------ checkpointing

@@ -6,44 +6,11 @@ Same model shape, optimizer, clipping and data layout in all three; chars/s are 
 """
 from __future__ import annotations
 
-import argparse
-import statistics
-import time
-
 import torch
 import torch.nn.functional as F
 from torch import nn
 
-from lmdni.data import Corpus, TrainStream
-from lmdni.run import build_model
-from lmdni.trainer import Trainer
-
-
-def config(method, args):
-    from hydra import compose, initialize_config_dir
-
-    from lmdni.cli import config_dir
-
-    with initialize_config_dir(version_base="1.3", config_dir=str(config_dir())):
-        return compose("train", [f"method={method}", f"model.hidden_size={args.hidden}",
-                                 f"trainer.batch_size={args.batch}", f"trainer.unroll={args.unroll}",
-                                 f"device={args.device}", "trainer.progress=false", *args.overrides])
-
-
-def time_blocks(step, windows, repeats, chars_per_window, device):
-    for _ in range(max(10, windows // 10)):  # warm-up
-        step()
-    rates = []
-    for _ in range(repeats):
-        if device.type == "cuda":
-            torch.cuda.synchronize()
-        start = time.perf_counter()
-        for _ in range(windows):
-            step()
-        if device.type == "cuda":
-            torch.cuda.synchronize()
-        rates.append(windows * chars_per_window / (time.perf_counter() - start))
-    return statistics.median(rates)
+from lmdni.benchmark import bench_trainer, memory_corpus, shape_arguments, time_blocks
 
 
 def bare_loop(args, data, vocab, device):
@@ -76,33 +43,17 @@ def bare_loop(args, data, vocab, device):
     return step
 
 
-def shape_arguments(description: str) -> argparse.ArgumentParser:
-    """The model shape and timing options every throughput script takes."""
-    parser = argparse.ArgumentParser(description=description, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--hidden", type=int, default=256)
-    parser.add_argument("--batch", type=int, default=64)
-    parser.add_argument("--unroll", type=int, default=4)
-    parser.add_argument("--windows", type=int, default=300)
-    parser.add_argument("--repeats", type=int, default=3)
-    parser.add_argument("--device", default="cpu")
-    parser.add_argument("overrides", nargs="*", help="extra Hydra overrides for the lmdni runs, e.g. dni.fused=on")
-    return parser
-
-
 def main():
     args = shape_arguments(__doc__).parse_args()
     device = torch.device(args.device)
     vocab = 50
     data = torch.randint(vocab, (2_000_000,), generator=torch.Generator().manual_seed(0))
-    corpus = Corpus([str(i) for i in range(vocab)], data, data[:1000], data[:1000])
+    corpus = memory_corpus(data, vocab)
     chars = args.batch * args.unroll
     rates = {"bare nn.LSTM loop": time_blocks(bare_loop(args, data, vocab, device), args.windows, args.repeats,
                                               chars, device)}
     for method in ("bptt", "dni"):
-        cfg = config(method, args)
-        torch.manual_seed(0)
-        model = build_model(cfg, vocab).to(device)
-        trainer = Trainer(cfg, model, corpus, TrainStream(data, args.batch, args.unroll), "/tmp", device)
+        trainer = bench_trainer(method, args.hidden, args.batch, args.unroll, args.device, corpus, args.overrides)
         rates[f"lmdni {method}"] = time_blocks(trainer.train_window, args.windows, args.repeats, chars, device)
     print(f"hidden {args.hidden}, batch {args.batch}, unroll {args.unroll}, device {args.device}, "
           f"threads {torch.get_num_threads()}")

@@ -14,12 +14,10 @@ from __future__ import annotations
 
 import argparse
 import sys
-from pathlib import Path
 
 import torch
 import torch.nn.functional as F
 
-sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 
 def boundary_step(start, final, target, weight, bias, fused):
@@ -70,29 +68,20 @@ def bench_boundary(batches, states, dtype):
 
 
 def bench_end_to_end(hidden, batch, unrolls, windows, extra=()):
-    from bench import config, time_blocks
-
-    from lmdni.data import Corpus, TrainStream
-    from lmdni.run import build_model
-    from lmdni.trainer import Trainer
+    from lmdni.benchmark import bench_trainer, memory_corpus, time_blocks
 
     device = torch.device("cuda")
     vocab = 50
     data = torch.randint(vocab, (4_000_000,), generator=torch.Generator().manual_seed(0))
-    corpus = Corpus([str(i) for i in range(vocab)], data, data[:1000], data[:1000])
+    corpus = memory_corpus(data, vocab)
     print(f"\nEnd to end, hidden {hidden}, batch {batch} {' '.join(extra)}: training chars/s "
           f"(median of 3 blocks of {windows} windows)")
     print("| unroll | bptt | dni fused | dni reference | dni fused / bptt | extra time per char |")
     print("|---:|---:|---:|---:|---:|---:|")
     for unroll in unrolls:
-        args = argparse.Namespace(hidden=hidden, batch=batch, unroll=unroll, device="cuda", overrides=[])
         rates = {}
         for name, method, fused in (("bptt", "bptt", "off"), ("fused", "dni", "on"), ("ref", "dni", "off")):
-            args.overrides = [f"dni.fused={fused}", *extra]
-            cfg = config(method, args)
-            torch.manual_seed(0)
-            model = build_model(cfg, vocab).to(device)
-            trainer = Trainer(cfg, model, corpus, TrainStream(data, batch, unroll), "/tmp", device)
+            trainer = bench_trainer(method, hidden, batch, unroll, "cuda", corpus, [f"dni.fused={fused}", *extra])
             rates[name] = time_blocks(trainer.train_window, windows, 3, batch * unroll, device)
         ratio = rates["fused"] / rates["bptt"]
         print(f"| {unroll} | {rates['bptt']:,.0f} | {rates['fused']:,.0f} | {rates['ref']:,.0f} | {ratio:.3f} | "

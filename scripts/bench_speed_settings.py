@@ -8,19 +8,11 @@ setting that is faster but learns differently shows. Same data and seed for ever
 """
 from __future__ import annotations
 
-import argparse
 import math
-import sys
-from pathlib import Path
 
 import torch
 
-sys.path.insert(0, str(Path(__file__).resolve().parent))
-from bench import config, shape_arguments, time_blocks  # noqa: E402
-
-from lmdni.data import Corpus, TrainStream  # noqa: E402
-from lmdni.run import build_model  # noqa: E402
-from lmdni.trainer import Trainer  # noqa: E402
+from lmdni.benchmark import bench_trainer, memory_corpus, shape_arguments, time_blocks
 
 SETTINGS = {"fp32": [], "tf32": ["trainer.tf32=true"], "bf16": ["trainer.precision=bf16"],
             "compile": ["trainer.compile=true"], "bf16+compile": ["trainer.precision=bf16", "trainer.compile=true"]}
@@ -36,7 +28,7 @@ def main():
     # a learnable stream (a noisy periodic sequence), so that the training loss means something
     g = torch.Generator().manual_seed(0)
     data = (torch.arange(2_000_000) * 7 % 23 + torch.randint(3, (2_000_000,), generator=g)) % vocab
-    corpus = Corpus([str(i) for i in range(vocab)], data, data[:1000], data[:1000])
+    corpus = memory_corpus(data, vocab)
     chars = args.batch * args.unroll
     print(f"hidden {args.hidden}, batch {args.batch}, unroll {args.unroll}, device {args.device}, "
           f"threads {torch.get_num_threads()}, torch {torch.__version__}")
@@ -47,10 +39,8 @@ def main():
         for name in args.settings.split(","):
             torch.backends.cuda.matmul.allow_tf32 = False  # torch's defaults: trainer.tf32 sets them process-wide
             torch.backends.cudnn.allow_tf32 = True
-            cfg = config(method, argparse.Namespace(**{**vars(args), "overrides": [*args.overrides, *SETTINGS[name]]}))
-            torch.manual_seed(0)
-            model = build_model(cfg, vocab).to(device)
-            trainer = Trainer(cfg, model, corpus, TrainStream(data, args.batch, args.unroll), "/tmp", device)
+            trainer = bench_trainer(method, args.hidden, args.batch, args.unroll, args.device, corpus,
+                                    [*args.overrides, *SETTINGS[name]])
             rate = time_blocks(trainer.train_window, args.windows, args.repeats, chars, device)
             bits = float(trainer._nats) / max(trainer._count, 1) / math.log(2)
             base = base or rate

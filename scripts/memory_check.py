@@ -12,7 +12,6 @@ from pathlib import Path
 
 import torch
 
-sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 
 def rss_mb() -> float:
@@ -23,23 +22,15 @@ def rss_mb() -> float:
 
 
 def main():
-    from bench import config
-
-    from lmdni.data import Corpus, TrainStream
-    from lmdni.run import build_model
-    from lmdni.trainer import Trainer
+    from lmdni.benchmark import bench_trainer, memory_corpus
 
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--windows", type=int, default=20000)
     parser.add_argument("--method", default="dni")
     parser.add_argument("--hidden", type=int, default=64)
     args = parser.parse_args()
-    torch.set_num_threads(1)
-    cfg = config(args.method, argparse.Namespace(hidden=args.hidden, batch=16, unroll=4, device="cpu", overrides=[]))
     data = torch.randint(50, (200_000,), generator=torch.Generator().manual_seed(0))
-    corpus = Corpus([str(i) for i in range(50)], data, data[:1000], data[:1000])
-    model = build_model(cfg, 50)
-    trainer = Trainer(cfg, model, corpus, TrainStream(data, 16, 4), "/tmp", torch.device("cpu"))
+    trainer = bench_trainer(args.method, args.hidden, 16, 4, "cpu", memory_corpus(data, 50), ["threads=1"])
     readings = {}
     for window in range(1, args.windows + 1):
         trainer.train_window()

@@ -96,13 +96,10 @@ def corpus_overrides(name: str, out: Path, size: dict) -> list[str]:
 
 def run_one(job: dict) -> dict:
     """One lmdni run in a worker process: compose the config, build, train, probe."""
-    from hydra import compose, initialize_config_dir
-
-    from lmdni.cli import config_dir
     from lmdni.errors import ConfigError
     from lmdni.fidelity import probe_run
     from lmdni.metrics import MetricsLog
-    from lmdni.run import build_trainer
+    from lmdni.run import build_trainer, compose_config
 
     logging.basicConfig(level=logging.WARNING)
     run_dir = Path(job["run_dir"])
@@ -113,8 +110,7 @@ def run_one(job: dict) -> dict:
             (run_dir / stale).unlink(missing_ok=True)
         (run_dir / "overrides.json").write_text(json.dumps(job["overrides"]))
         try:
-            with initialize_config_dir(version_base="1.3", config_dir=str(config_dir())):
-                cfg = compose("train", job["overrides"])
+            cfg = compose_config(job["overrides"])
         except Exception as exc:  # Hydra's override errors: the first line names the key
             raise ConfigError(f"bad override for {job['setting']}: {str(exc).splitlines()[0]}") from None
         trainer = build_trainer(cfg, run_dir)

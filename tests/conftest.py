@@ -8,7 +8,6 @@ if os.environ.get("LMDNI_TEST_DEVICE", "cpu") == "cpu":
 import pytest  # noqa: E402
 import torch  # noqa: E402
 
-from lmdni.cli import config_dir  # noqa: E402
 
 PTB_DIR = Path(os.environ.get("LMDNI_TEST_PTB", Path(__file__).resolve().parents[1] / ".." / "shared" / "data" / "ptb"))
 
@@ -32,32 +31,25 @@ def text_file(tmp_path):
 
 
 def compose(overrides=()):
-    from hydra import compose as hydra_compose
-    from hydra import initialize_config_dir
+    from lmdni.run import compose_config
 
-    with initialize_config_dir(version_base="1.3", config_dir=str(config_dir())):
-        return hydra_compose(config_name="train", overrides=list(overrides))
+    return compose_config(overrides)
 
 
 def make_tiny_trainer(tmp_path, method, overrides=(), periodic=False):
     """A Trainer on a 400-symbol random (or periodic) corpus of 7 symbols: hidden 12, batch 4, unroll 3, CPU."""
-    from lmdni.data import Corpus, TrainStream
-    from lmdni.run import build_model, seed_everything
-    from lmdni.trainer import Trainer
+    from lmdni.data import Corpus
+    from lmdni.run import build_trainer
 
     if not any(o.startswith("device=") for o in overrides):
         overrides = [*overrides, "device=cpu"]
     cfg = compose([f"method={method}", "trainer.unroll=3", "trainer.batch_size=4", "model.hidden_size=12",
                    "model.embedding_size=6", "trainer.progress=false", *overrides])
-    device = torch.device(cfg.device)
     g = torch.Generator().manual_seed(3)
     train = torch.arange(400) * 3 % 7 if periodic else torch.randint(7, (400,), generator=g)
     corpus = Corpus([chr(97 + i) for i in range(7)], train,
                     torch.randint(7, (50,), generator=g), torch.randint(7, (50,), generator=g))
-    seed_everything(cfg.seed)
-    model = build_model(cfg, corpus.vocab_size).to(device)
-    stream = TrainStream(corpus.train, cfg.trainer.batch_size, cfg.trainer.unroll)
-    return Trainer(cfg, model, corpus, stream, tmp_path, device)
+    return build_trainer(cfg, tmp_path, corpus=corpus)
 
 
 @pytest.fixture

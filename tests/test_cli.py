@@ -146,6 +146,34 @@ def test_sample_is_reproducible_and_rejects_unknown_characters(two_runs):
     assert bad.returncode != 0 and "never saw" in bad.stderr and "Traceback" not in bad.stderr
 
 
+def test_sample_of_a_ptb_model_prints_spaces_for_underscores(two_runs, tmp_path):
+    """PTB writes spaces as `_`: a PTB model reads the prime's spaces as `_` and prints `_` as a space (--raw: not)."""
+    import torch
+
+    payload = torch.load(two_runs / "dni" / "best.pt", weights_only=True)
+    payload["config"]["data"] = {"name": "ptb", "root": None, "download": False}
+    payload["vocab"] = ["_" if s == " " else s for s in payload["vocab"]]
+    ptb = tmp_path / "ptb_like"
+    ptb.mkdir()
+    torch.save(payload, ptb / "best.pt")
+    args = ["lmdni.sample", str(ptb), "--prime", "the cat ", "--length", "60", "--seed", "1"]
+    readable = run(args)
+    assert readable.returncode == 0, readable.stderr
+    assert readable.stdout.startswith("the cat ") and "_" not in readable.stdout and readable.stdout.count(" ") > 2
+    raw = run([*args[:3], "the_cat_", *args[4:], "--raw"])
+    assert raw.returncode == 0 and raw.stdout.startswith("the_cat_") and " " not in raw.stdout
+    assert raw.stdout.replace("_", " ") == readable.stdout  # the same sample, only spelled differently
+
+
+def test_train_help_is_lmdnis_own(tmp_path):
+    result = run(["lmdni", "--help"], cwd=tmp_path)
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.startswith("usage: lmdni-train") and "Hydra" not in result.stdout.split("\n")[0]
+    for name in ("method=bptt|dni|dni_aux", "trainer.unroll", "data=ptb", "examples:", "dni.scale"):
+        assert name in result.stdout
+    assert not (tmp_path / "outputs").exists()  # help runs nothing
+
+
 def test_unknown_key_and_wrong_type_are_one_line_errors(tmp_path, text_file):
     base = ["lmdni", "data=text", f"data.path={text_file}", *TINY, f"hydra.run.dir={tmp_path / 'r'}"]
     unknown = run([*base, "trainer.unrol=4"])

@@ -5,13 +5,8 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from lmdni.data import Corpus, TrainStream
 from lmdni.dni import aux_loss, backward_window, bootstrapped_target
 from lmdni.model import LSTMCore
-from lmdni.run import build_model, seed_everything
-from lmdni.trainer import Trainer
-
-from .conftest import compose
 
 V, H, L, B, T = 11, 16, 2, 3, 5
 

@@ -166,3 +166,46 @@ def test_resuming_an_interrupt_mid_interval_logs_what_an_uninterrupted_run_logs(
     strip = lambda path: [{k: v for k, v in r.items() if k not in drop} for r in read_metrics(path)]  # noqa: E731
     assert strip(tmp_path / "parts" / "metrics.jsonl") == strip(tmp_path / "whole" / "metrics.jsonl")
     assert len(read_metrics(tmp_path / "whole" / "metrics.jsonl")) == 3
+
+
+def test_the_task_decides_what_is_evaluated_what_is_better_and_what_is_reported(tmp_path, tiny_trainer):
+    """The trainer asks its task (lmdni.tasks): here one whose score is higher-is-better picks best.pt and early
+    stopping, fills metrics.jsonl and results.json, and the trainer knows nothing of it."""
+    import math
+
+    from lmdni.tasks import TextTask
+    from lmdni.trainer import Trainer
+
+    class Scripted(TextTask):
+        best_initial = -math.inf
+
+        def __init__(self, corpus, stream):
+            super().__init__(corpus, stream, 4)
+            self.scores = iter([3.0, 1.0, 7.0, 2.0, 5.0, 0.0])
+
+        def evaluate(self, model, device):
+            score = next(self.scores)
+            return {"score": score}, score
+
+        better = staticmethod(lambda score, best: score > best)
+        best_fields = staticmethod(lambda best: {"best_score": best})
+        describe = staticmethod(lambda record: f"score {record['score']}")
+
+        def results(self, model, best, device):
+            return {"best_score": best}, f"best score {best}"
+
+    base = tiny_trainer(tmp_path, "dni", ["trainer.eval_every=24", "trainer.max_chars=120", "trainer.patience=10"])
+    trainer = Trainer(base.cfg, base.model, Scripted(base.task.corpus, base.stream), tmp_path, base.device)
+    result = trainer.train(MetricsLog(tmp_path / "metrics.jsonl"))
+    records = read_metrics(tmp_path / "metrics.jsonl")
+    assert [r["score"] for r in records] == [3.0, 1.0, 7.0, 2.0, 5.0]
+    assert [r["best_score"] for r in records] == [3.0, 3.0, 7.0, 7.0, 7.0]
+    assert "valid_bpc" not in records[0] and "sg_loss" in records[0]
+    assert result["best_score"] == 7.0 and result["best_chars"] == 72 and trainer.bad_evals == 2
+    assert torch.load(tmp_path / "best.pt", weights_only=True)["chars"] == 72
+
+
+def test_the_trainer_has_no_task_specific_code():
+    source = inspect.getsource(trainer_module)
+    for word in ("curriculum", "copy", "solved", "valid_bpc", "corpus"):
+        assert word not in source.lower(), word
