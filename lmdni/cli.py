@@ -75,12 +75,17 @@ def _check_overrides(argv: list[str]) -> None:
         return
     from hydra import compose, initialize_config_dir
 
+    from .config import register_schema
+
+    register_schema()
     try:
         with initialize_config_dir(version_base="1.3", config_dir=str(config_dir())):
             compose("train", overrides)
     except Exception as exc:  # Hydra's override and composition errors: report the first line, the key is in it
         lines = [line.strip() for line in str(exc).splitlines() if line.strip()]
         detail = " ".join(lines[:3]) if lines else type(exc).__name__
+        if exc.__cause__ is not None and str(exc.__cause__).strip():  # a type error: say which type was expected
+            detail += ": " + str(exc.__cause__).strip().splitlines()[0]
         _fail("lmdni-train", f"bad override: {detail}")
 
 
@@ -115,8 +120,11 @@ def train_main() -> None:
     if any(flag in sys.argv[1:] for flag in ("-h", "--help")):
         print(TRAIN_HELP)
         return
+    from .config import register_schema
+
     _check_overrides(sys.argv[1:])
     _quiet_secondary_rank()
+    register_schema()
 
     @hydra.main(version_base="1.3", config_path=str(config_dir()), config_name="train")
     def _main(cfg):

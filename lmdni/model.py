@@ -13,8 +13,8 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from .config import HEAD_INPUTS
 
-HEAD_INPUTS = ("squashed", "raw")
 DEFAULT_HEAD_INPUT = "squashed"  # the one default: `dni.head_input` in conf/train.yaml says the same (a test checks)
 
 

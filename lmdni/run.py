@@ -6,39 +6,10 @@ import random
 import torch
 from omegaconf import OmegaConf
 
+from .config import register_schema, validate
 from .errors import ConfigError
-from .model import DEFAULT_HEAD_INPUT, HEAD_INPUTS, LSTMCore
+from .model import DEFAULT_HEAD_INPUT, LSTMCore
 from .tasks import build_task, task_class
-
-POSITIVE_INTS = ("model.hidden_size", "model.num_layers", "model.embedding_size", "trainer.unroll",
-                 "trainer.batch_size", "trainer.eval_every", "trainer.eval_batch_size")
-
-
-def validate(cfg) -> None:
-    for key in POSITIVE_INTS:
-        value = OmegaConf.select(cfg, key)
-        if isinstance(value, bool) or not isinstance(value, int) or value < 1:
-            raise ConfigError(f"{key} must be an integer >= 1, got {value!r}")
-    for key in ("trainer.lr", "dni.lr", "dni.scale", "trainer.clip"):
-        value = OmegaConf.select(cfg, key)
-        if isinstance(value, bool) or not isinstance(value, (int, float)) or value < 0:
-            raise ConfigError(f"{key} must be a non-negative number, got {value!r}")
-    from .trainer import METHODS
-
-    if cfg.method not in METHODS:
-        raise ConfigError(f"method must be one of {', '.join(METHODS)}, got {cfg.method!r}")
-    if cfg.dni.head_input not in HEAD_INPUTS:
-        raise ConfigError(f"dni.head_input must be squashed or raw, got {cfg.dni.head_input!r}")
-    if cfg.model.get("symbols", "embedding") not in ("embedding", "binary"):
-        raise ConfigError(f"model.symbols must be embedding or binary, got {cfg.model.symbols!r}")
-    if cfg.dni.ablation not in ("none", "shuffle"):
-        raise ConfigError(f"dni.ablation must be none or shuffle, got {cfg.dni.ablation!r}")
-    for key in ("trainer.compile", "trainer.tf32", "dni.aux_in_target"):
-        value = OmegaConf.select(cfg, key, default=False)
-        if not isinstance(value, bool):
-            raise ConfigError(f"{key} must be true or false, got {value!r}")
-    if cfg.device not in ("auto", "cpu", "cuda") and not str(cfg.device).startswith("cuda:"):
-        raise ConfigError(f"device must be auto, cpu or cuda, got {cfg.device!r}")
 
 
 def resolve_device(name: str) -> torch.device:
@@ -109,5 +80,6 @@ def compose_config(overrides=(), name: str = "train"):
 
     from .cli import config_dir
 
+    register_schema()
     with initialize_config_dir(version_base="1.3", config_dir=str(config_dir())):
         return compose(name, list(overrides))

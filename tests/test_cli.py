@@ -52,9 +52,11 @@ def test_train_writes_metrics_checkpoints_and_eval_reads_them(tmp_path, text_fil
     (["method=nope"], "method must be one of"),
     (["data.path=/nonexistent/file.txt"], "does not exist"),
     (["trainer.precision=fp16"], "trainer.precision must be fp32 or bf16"),
-    (["trainer.compile=maybe"], "trainer.compile must be true or false"),
+    (["trainer.compile=maybe"], "trainer.compile=maybe: Value 'maybe' is not a valid bool"),
     (["model.symbols=ternary"], "model.symbols must be embedding or binary"),
-    (["dni.aux_in_target=maybe"], "dni.aux_in_target must be true or false"),
+    (["dni.aux_in_target=maybe"], "dni.aux_in_target=maybe: Value 'maybe' is not a valid bool"),
+    (["trainer.on_nonfinite=ignore"], "trainer.on_nonfinite must be stop or skip"),
+    (["dni.fused=yes"], "dni.fused must be one of auto, on, off"),
     (["data.valid_fraction=0"], "must each be in (0, 1)"),
     (["data.test_fraction=0.0001"], "too small"),
 ])
@@ -181,7 +183,8 @@ def test_unknown_key_and_wrong_type_are_one_line_errors(tmp_path, text_file):
     assert unknown.stderr.strip().splitlines() == [unknown.stderr.strip()]  # one line
     assert "bad override" in unknown.stderr and "unrol" in unknown.stderr
     wrong = run([*base, "trainer.unroll=four"])
-    assert wrong.returncode != 0 and "trainer.unroll must be an integer" in wrong.stderr
+    assert wrong.returncode != 0 and "trainer.unroll=four" in wrong.stderr and "converted to Integer" in wrong.stderr
+    assert len(wrong.stderr.strip().splitlines()) == 1
 
 
 def test_checkpoint_of_another_model_shape_is_refused(two_runs):
@@ -293,3 +296,17 @@ def test_copy_phase_bad_value_is_one_line_error(tmp_path):
     result = run(["lmdni", "data=copy", "data.phase=sideways", *TINY, f"hydra.run.dir={tmp_path / 'c'}"])
     assert result.returncode != 0 and "data.phase must be random or aligned" in result.stderr
     assert "Traceback" not in result.stderr
+
+
+def test_the_schema_types_every_key_and_the_yaml_holds_every_value():
+    """conf/train.yaml fills every key of lmdni.config.RunSchema (the schema has no values of its own), and the
+    schema rejects a key it does not know and a value of the wrong type."""
+    from omegaconf import OmegaConf
+    from hydra.errors import ConfigCompositionException
+
+    cfg = compose([])
+    assert OmegaConf.missing_keys(cfg) == set()
+    for override in ("trainer.max_chars=lots", "dni.scale=high", "model.hidden_size=1.5", "trainer.progress=sometimes"):
+        with pytest.raises(ConfigCompositionException):
+            compose([override])
+    assert compose(["trainer.lr=1"]).trainer.lr == 1.0 and compose(["trainer.max_seconds=60"]).trainer.max_seconds == 60

@@ -1,0 +1,119 @@
+"""The run config's schema and its validation: the one place that says which keys exist, their types and the values
+they may take.
+
+Types are a Hydra structured config (`RunSchema`, registered as `run_schema` and the first entry of conf/train.yaml's
+defaults): a wrong type (`trainer.unroll=four`) fails when the config is composed. The values live in the YAML
+files only (the schema has no defaults, so there is one source of truth for them, with their comments); `validate`
+checks ranges and choices. The data group stays untyped: each data set has its own keys (conf/data/*.yaml), which
+its loader or task checks.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any, Optional
+
+from omegaconf import MISSING, OmegaConf
+
+from .errors import ConfigError
+
+METHODS = ("bptt", "dni", "dni_aux")
+HEAD_INPUTS = ("squashed", "raw")
+
+CHOICES = {
+    "method": METHODS,
+    "trainer.on_nonfinite": ("stop", "skip"),
+    "trainer.precision": ("fp32", "bf16"),
+    "dni.head_input": HEAD_INPUTS,
+    "dni.ablation": ("none", "shuffle"),
+    "dni.fused": ("auto", "on", "off"),
+    "model.symbols": ("embedding", "binary"),
+}
+POSITIVE_INTS = ("model.hidden_size", "model.num_layers", "model.embedding_size", "trainer.unroll",
+                 "trainer.batch_size", "trainer.eval_every", "trainer.eval_batch_size", "dni.head_num_layers")
+NON_NEGATIVE = ("trainer.lr", "trainer.clip", "trainer.patience", "dni.lr", "dni.scale", "dni.loss_weight",
+                "dni.aux_weight", "dni.head_hidden_size", "model.dropout")
+
+
+@dataclass
+class ModelSchema:
+    hidden_size: int = MISSING
+    num_layers: int = MISSING
+    embedding_size: int = MISSING
+    dropout: float = MISSING
+    symbols: str = MISSING
+
+
+@dataclass
+class TrainerSchema:
+    unroll: int = MISSING
+    batch_size: int = MISSING
+    lr: float = MISSING
+    clip: float = MISSING
+    max_chars: Optional[int] = MISSING
+    max_epochs: Optional[int] = MISSING
+    max_seconds: Optional[float] = MISSING
+    eval_every: int = MISSING
+    eval_batch_size: int = MISSING
+    patience: int = MISSING
+    on_nonfinite: str = MISSING
+    resume: bool = MISSING
+    progress: bool = MISSING
+    precision: str = MISSING
+    compile: bool = MISSING
+    tf32: bool = MISSING
+
+
+@dataclass
+class DNISchema:
+    scale: float = MISSING
+    lr: float = MISSING
+    loss_weight: float = MISSING
+    head_input: str = MISSING
+    head_hidden_size: int = MISSING
+    head_num_layers: int = MISSING
+    aux_weight: float = MISSING
+    aux_in_target: bool = MISSING
+    ablation: str = MISSING
+    fused: str = MISSING
+
+
+@dataclass
+class RunSchema:
+    method: str = MISSING
+    seed: int = MISSING
+    device: str = MISSING
+    threads: Optional[int] = MISSING
+    model: ModelSchema = MISSING
+    data: Any = MISSING
+    trainer: TrainerSchema = MISSING
+    dni: DNISchema = MISSING
+
+
+def register_schema() -> None:
+    """Called before Hydra composes conf/train.yaml (lmdni.cli, lmdni.run.compose_config)."""
+    from hydra.core.config_store import ConfigStore
+
+    ConfigStore.instance().store(name="run_schema", node=RunSchema)
+
+
+def validate(cfg) -> None:
+    """Ranges and choices (types were checked when the config was composed; this also serves configs read back
+    from a checkpoint, which are untyped)."""
+    for key in POSITIVE_INTS:
+        value = OmegaConf.select(cfg, key)
+        if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+            raise ConfigError(f"{key} must be an integer >= 1, got {value!r}")
+    for key in NON_NEGATIVE:
+        value = OmegaConf.select(cfg, key)
+        if isinstance(value, bool) or not isinstance(value, (int, float)) or value < 0:
+            raise ConfigError(f"{key} must be a non-negative number, got {value!r}")
+    for key, allowed in CHOICES.items():
+        value = OmegaConf.select(cfg, key)
+        if value not in allowed:
+            options = " or ".join(allowed) if len(allowed) == 2 else "one of " + ", ".join(allowed)
+            raise ConfigError(f"{key} must be {options}, got {value!r}")
+    for key in ("trainer.compile", "trainer.tf32", "dni.aux_in_target"):
+        if not isinstance(OmegaConf.select(cfg, key), bool):
+            raise ConfigError(f"{key} must be true or false, got {OmegaConf.select(cfg, key)!r}")
+    if cfg.device not in ("auto", "cpu", "cuda") and not str(cfg.device).startswith("cuda:"):
+        raise ConfigError(f"device must be auto, cpu or cuda, got {cfg.device!r}")
