@@ -41,17 +41,28 @@ def bench_trainer(method: str, hidden: int, batch: int, unroll: int, device: str
 
 def time_blocks(step, windows: int, repeats: int, chars_per_window: int, device) -> float:
     """Median chars/s over `repeats` blocks of `windows` calls of `step`, after a warm-up."""
+    return time_interleaved({"step": step}, windows, repeats, chars_per_window, device)["step"]
+
+
+def time_interleaved(steps: dict, windows: int, repeats: int, chars_per_window: int, device) -> dict:
+    """Median chars/s of each of `steps` (name -> callable), timed in turn block by block (A B C A B C ...), so that
+    a machine whose speed drifts (a shared CPU, turbo) shifts every entry alike and ratios stay meaningful."""
     device = torch.device(device)
-    for _ in range(max(10, windows // 10)):
-        step()
-    rates = []
-    for _ in range(repeats):
+
+    def block(step, count):
         if device.type == "cuda":
             torch.cuda.synchronize()
         start = time.perf_counter()
-        for _ in range(windows):
+        for _ in range(count):
             step()
         if device.type == "cuda":
             torch.cuda.synchronize()
-        rates.append(windows * chars_per_window / (time.perf_counter() - start))
-    return statistics.median(rates)
+        return count * chars_per_window / (time.perf_counter() - start)
+
+    for step in steps.values():
+        block(step, max(10, windows // 10))  # warm-up
+    rates = {name: [] for name in steps}
+    for _ in range(repeats):
+        for name, step in steps.items():
+            rates[name].append(block(step, windows))
+    return {name: statistics.median(values) for name, values in rates.items()}

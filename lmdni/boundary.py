@@ -1,10 +1,15 @@
 """The synthetic-gradient regression at a truncation boundary: one function whichever implementation runs.
 
 loss = weight · mean((SG(start) − target)²) for the head's prediction SG(start) = x·Wᵀ + b, x the head's input
-for the start state (`LSTMCore.head_input`). For a linear head
-the fused path computes the loss and the head's weight and bias gradients in a single Triton kernel (see
-`lmdni.kernels`); the reference path is plain autograd. `fused`: "auto" uses Triton on CUDA tensors when Triton is
-importable, "on" demands it, "off" never uses it.
+for the start state (`LSTMCore.head_input`). Three implementations of the same loss and gradients:
+
+* reference: plain autograd through the head (`regression_loss_reference`); MLP heads train with it;
+* closed form, a linear head in torch: with e = SG(start) − target and n its element count, dL/dW = (2·weight/n)·eᵀx
+  and dL/db = (2·weight/n)·Σe — one product, no graph to record or walk (the CPU path, and CUDA without Triton);
+* fused, a linear head in Triton: the same in one kernel (`lmdni.kernels`).
+
+`dni.fused`: "auto" uses Triton on CUDA tensors when Triton is importable, "on" demands it, "off" never uses it.
+Tests hold the closed form and the kernel to the reference.
 """
 from __future__ import annotations
 
@@ -46,13 +51,29 @@ def regression_loss_reference(prediction: torch.Tensor, target: torch.Tensor, we
     return weight * F.mse_loss(prediction, target.detach())
 
 
-def synthetic_gradient_loss(head, start: torch.Tensor | None, prediction: torch.Tensor, target: torch.Tensor,
-                            weight: float = 1.0, fused: bool = False) -> torch.Tensor:
-    """`prediction` is head(start) from the forward pass (graph to the head's parameters); `start` is the head's
-    input, needed by the fused path only. Backward of the returned scalar fills the head's gradients."""
-    if not fused:
-        return regression_loss_reference(prediction, target, weight)
-    from .kernels import fused_regression_loss
+def regression_closed_form(prediction, target, head_input, weight, bias, loss_weight: float = 1.0) -> torch.Tensor:
+    """Sets the linear head's gradients (`weight.grad`, `bias.grad`) and returns the loss (no graph): the scale is
+    applied in place, so the only new memory is the gradients themselves."""
+    error = prediction.detach() - target.detach()
+    scale = 2.0 * loss_weight / error.numel()
+    weight.grad = torch.mm(error.t(), head_input.detach()).mul_(scale)
+    bias.grad = error.sum(0).mul_(scale)
+    return loss_weight * error.pow(2).mean()
 
-    return fused_regression_loss(prediction.detach(), target.detach(), start.detach(), head.output.weight,
-                                 head.output.bias, weight)
+
+def regress_synthetic_gradient(head, start: torch.Tensor | None, prediction: torch.Tensor, target: torch.Tensor,
+                               weight: float = 1.0, fused: bool = False) -> torch.Tensor:
+    """Fills the head's gradients for the regression of `prediction` (the head's SG for the start state) onto
+    `target`, and returns the loss, detached. `start` is the head's input for the start state, given for a linear
+    head (closed form or fused kernel); None for an MLP head, whose prediction carries its graph (reference)."""
+    if start is None:
+        loss = regression_loss_reference(prediction, target, weight)
+    elif not fused:
+        return regression_closed_form(prediction, target, start, head.output.weight, head.output.bias, weight)
+    else:
+        from .kernels import fused_regression_loss
+
+        loss = fused_regression_loss(prediction.detach(), target.detach(), start.detach(), head.output.weight,
+                                     head.output.bias, weight)
+    loss.backward()
+    return loss.detach()

@@ -31,6 +31,7 @@ class CoreOutput(NamedTuple):
     synthetic_gradient: torch.Tensor | None  # (B, state_size): predicted d(future loss)/d(state)
     start_synthetic_gradient: torch.Tensor | None  # (B, state_size): the same prediction for the start state
     aux_prediction: torch.Tensor | None = None  # DNI+Aux: the next boundary's SG, predicted at the window's start
+    start_head_input: torch.Tensor | None = None  # linear head: what it read for the start state (its regression)
 
 
 class SyntheticGradientHead(nn.Module):
@@ -178,17 +179,27 @@ class LSTMCore(nn.Module):
         return first[0]
 
     def predict_synthetic_gradients(self, start: torch.Tensor, unrolled: Unrolled) -> CoreOutput:
-        """The heads, given an unrolled window. The start state's prediction is regressed onto the bootstrapped
-        target after the window's backward, so it keeps its graph to the head's parameters. The final state's is
-        only ever used as a constant (injected as the future gradient, or the aux head's target), so it is made
-        without a graph: one product for both would make the regression's backward compute the weight gradient
-        over twice the rows, half of them zeros."""
-        final = unrolled.state
-        start_sg = self.synthetic_gradient(self.head_input(start.detach()))
-        with torch.no_grad():
-            final_sg = self.synthetic_gradient(self.head_input(final.detach()))
+        """The heads, given an unrolled window. Both states' predictions are constants of the window's backward
+        (the final state's is injected or is the aux head's target; the start state's is regressed onto the target
+        afterwards), and the heads read the states detached.
+
+        A linear head predicts both in one product without a graph: its regression needs only the start state's
+        input and prediction (`lmdni.boundary` forms its gradient in closed form). An MLP head keeps the start
+        state's graph for the autograd regression; its final-state prediction is made without one (a shared graph
+        would make the regression's backward run over twice the rows, half of them zeros)."""
+        final, head = unrolled.state, self.synthetic_gradient
+        start_input = None
+        if head.is_linear:
+            with torch.no_grad():
+                both = self.head_input(torch.cat([start.detach(), final.detach()]))
+                start_sg, final_sg = head(both).chunk(2)
+                start_input = both[: start.shape[0]]
+        else:
+            start_sg = head(self.head_input(start.detach()))
+            with torch.no_grad():
+                final_sg = head(self.head_input(final.detach()))
         aux = None
         if self.aux_synthetic_gradient is not None:
             first = unrolled.output[0] if self.aux_in_target else self.aux_input(unrolled.first_input, start)
             aux = self.aux_synthetic_gradient(first)
-        return CoreOutput(unrolled.logits, final, final_sg, start_sg, aux)
+        return CoreOutput(unrolled.logits, final, final_sg, start_sg, aux, start_input)

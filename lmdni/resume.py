@@ -34,7 +34,6 @@ def snapshot(trainer) -> dict:
     return {
         "model": strip_compile_prefix(trainer.model.state_dict()),
         "optimizer": trainer.optimizer.state_dict(),
-        "sg_optimizer": trainer.sg_optimizer.state_dict() if trainer.sg_optimizer else None,
         "stream": trainer.stream.state_dict(),
         "state": state.cpu() if state is not None else None,
         "chars": trainer.chars, "step": trainer.step, "train_seconds": trainer.train_seconds,
@@ -46,12 +45,21 @@ def snapshot(trainer) -> dict:
     }
 
 
+def _one_optimizer(payload: dict) -> dict:
+    """Checkpoints that kept the SG head's Adam apart (`sg_optimizer`) load as the second parameter group."""
+    core, head = payload["optimizer"], payload.get("sg_optimizer")
+    if not head:
+        return core
+    offset = len(core["param_groups"][0]["params"])  # the head's parameters follow the core's
+    group = {**head["param_groups"][0], "params": [i + offset for i in head["param_groups"][0]["params"]]}
+    state = {**core["state"], **{i + offset: value for i, value in head["state"].items()}}
+    return {"state": state, "param_groups": core["param_groups"] + [group]}
+
+
 def restore(trainer, payload: dict) -> None:
     try:
         trainer.model.load_state_dict(payload["model"])
-        trainer.optimizer.load_state_dict(payload["optimizer"])
-        if trainer.sg_optimizer is not None and payload.get("sg_optimizer"):
-            trainer.sg_optimizer.load_state_dict(payload["sg_optimizer"])
+        trainer.optimizer.load_state_dict(_one_optimizer(payload))
     except (RuntimeError, ValueError, KeyError) as exc:
         raise CheckpointError(f"the checkpoint in {trainer.out_dir} does not match this configuration "
                               f"(another model shape or method?): {str(exc).splitlines()[0]}") from None

@@ -19,7 +19,7 @@ import torch.nn.functional as F
 from tqdm.auto import tqdm
 
 from . import checkpoint as ckpt
-from .boundary import resolve_fused, synthetic_gradient_loss
+from .boundary import regress_synthetic_gradient, resolve_fused
 from .dni import aux_loss, backward_window, bootstrapped_target, injected_gradient
 from .distributed import Distributed
 from .errors import DivergenceError, LmdniError
@@ -47,12 +47,16 @@ class Trainer:
         self.aux = cfg.method == "dni_aux"
         tc = cfg.trainer
         head = model.synthetic_gradient
-        # the SG head has its own optimizer; everything else (DNI+Aux's head included) is the core's
+        # the SG head has its own learning rate (a second parameter group, after the window's backward it gets its
+        # gradient from the regression alone); everything else (DNI+Aux's head included) is the core's. One Adam
+        # for both: one step and one zero_grad per window. Fused: one kernel per group instead of a loop.
         self.core_params = [p for name, p in model.named_parameters() if not name.startswith("synthetic_gradient.")]
-        self.head_params = list(head.parameters()) if head is not None else []
-        # fused Adam: one kernel over all parameters instead of a loop of small ones (CPU and CUDA)
-        self.optimizer = torch.optim.Adam(self.core_params, lr=tc.lr, fused=True)
-        self.sg_optimizer = torch.optim.Adam(self.head_params, lr=cfg.dni.lr, fused=True) if self.dni else None
+        self.head_params = list(head.parameters()) if head is not None and self.dni else []
+        groups = [{"params": self.core_params, "lr": tc.lr}]
+        if self.head_params:
+            groups.append({"params": self.head_params, "lr": cfg.dni.lr})
+        self.optimizer = torch.optim.Adam(groups, fused=True)
+        self.params = self.core_params + self.head_params
         self.fused = resolve_fused(cfg.dni.fused, device, head) if self.dni else False
         # forward + loss; bf16 autocast, TF32 and torch.compile are opt-in (lmdni.speed)
         configure_tf32(bool(tc.get("tf32", False)), device)
@@ -62,6 +66,11 @@ class Trainer:
         self.best_score, self.bad_evals, self.evals = task.best_initial, 0, 0
         self._stop_requested = False
         self.skip_nonfinite, self.skipped = tc.on_nonfinite == "skip", 0
+        # what every window reads, as plain values: an OmegaConf attribute costs microseconds, per window that adds up
+        dni = cfg.dni
+        self.clip = float(tc.clip)
+        self.scale, self.ablation = float(dni.scale), str(dni.ablation)
+        self.loss_weight, self.aux_weight = float(dni.loss_weight), float(dni.aux_weight)
         self._reset_interval()
 
     def request_stop(self, signum=None, frame=None) -> None:
@@ -91,9 +100,9 @@ class Trainer:
             self._dni_backward(start, out, loss_sum, n_tokens, ends_pass)
         else:
             (loss_sum / n_tokens).backward()
-        self.dist.average_gradients(self.core_params)
+        self.dist.average_gradients(self.params)
         self._grad_norm += self._core_grad_norm()
-        self.optimizer.step()
+        self.optimizer.step()  # the core and the SG head
         self.state = out.state.detach()
         self.task.observe(loss_sum)
         self._nats += loss_sum.detach()
@@ -104,29 +113,22 @@ class Trainer:
 
     def _core_grad_norm(self) -> torch.Tensor:
         """The core's global gradient norm before clipping (clipped in place when `trainer.clip` > 0)."""
-        if self.cfg.trainer.clip > 0:
-            return torch.nn.utils.clip_grad_norm_(self.core_params, self.cfg.trainer.clip).detach()
+        if self.clip > 0:
+            return torch.nn.utils.clip_grad_norm_(self.core_params, self.clip).detach()
         return torch.nn.utils.get_total_norm([p.grad for p in self.core_params if p.grad is not None]).detach()
 
     def _dni_backward(self, start, out, loss_sum, n_tokens: int, ends_pass: bool) -> None:
         """The window's backward with the injected SG, then the head's regression onto the bootstrapped target."""
-        dni = self.cfg.dni
-        injected = injected_gradient(out.synthetic_gradient, dni.scale, ends_pass, dni.ablation)
+        injected = injected_gradient(out.synthetic_gradient, self.scale, ends_pass, self.ablation)
         extra = None
         if self.aux:
             aux = aux_loss(out.aux_prediction, out.synthetic_gradient)
-            extra = dni.aux_weight * aux
+            extra = self.aux_weight * aux
             self._aux_loss += aux.detach()
         backward_window(loss_sum, n_tokens, out.state, injected, extra)
         target = bootstrapped_target(start, n_tokens)
-        self.sg_optimizer.zero_grad(set_to_none=True)
-        # only the fused kernel needs the head's input again; the reference path differentiates the prediction
-        head_input = self.model.head_input(start.detach()) if self.fused else None
-        sg_loss = synthetic_gradient_loss(self.model.synthetic_gradient, head_input, out.start_synthetic_gradient,
-                                          target, dni.loss_weight, self.fused)
-        sg_loss.backward()
-        self.dist.average_gradients(self.head_params)
-        self.sg_optimizer.step()
+        sg_loss = regress_synthetic_gradient(self.model.synthetic_gradient, out.start_head_input,
+                                             out.start_synthetic_gradient, target, self.loss_weight, self.fused)
         self._sg_loss += sg_loss.detach()
         if self.step % 10 == 0:  # a diagnostic: sampled every 10th window to keep it off the hot path
             self._sg_cos += F.cosine_similarity(out.start_synthetic_gradient.detach().flatten(), target.flatten(),
@@ -137,6 +139,7 @@ class Trainer:
     def train(self, metrics: MetricsLog) -> dict:
         tc = self.cfg.trainer
         budget = tc.max_chars or math.inf
+        max_seconds, max_epochs = tc.max_seconds, tc.max_epochs
         bar = tqdm(total=None if budget == math.inf else int(budget), initial=self.chars, unit="char",
                    unit_scale=True, dynamic_ncols=True, disable=None if tc.progress else True, desc=self.cfg.method)
         next_eval = (self.chars // tc.eval_every + 1) * tc.eval_every
@@ -157,10 +160,10 @@ class Trainer:
                     self.save("last.pt")
                     raise Interrupted(f"interrupted at {self.chars:,} characters; saved {self.out_dir / 'last.pt'} "
                                       f"(run again with hydra.run.dir={self.out_dir} to resume)")
-                if tc.max_seconds and self.train_seconds + time.perf_counter() - tick >= tc.max_seconds:
+                if max_seconds and self.train_seconds + time.perf_counter() - tick >= max_seconds:
                     stop_reason = "time budget"
                     break
-                if tc.max_epochs and self.stream.epoch >= tc.max_epochs:
+                if max_epochs and self.stream.epoch >= max_epochs:
                     stop_reason = "epochs"
                     break
                 if self.chars >= next_eval:

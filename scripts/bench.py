@@ -2,7 +2,8 @@
 
     python scripts/bench.py --hidden 256 --batch 64 --unroll 4 --windows 400
 
-Same model shape, optimizer, clipping and data layout in all three; chars/s are medians of --repeats timed blocks.
+Same model shape, optimizer, clipping and data layout in all; chars/s are medians of --repeats timed blocks, the
+loops timed in turn block by block so that drift of the machine's speed cancels in the ratios.
 """
 from __future__ import annotations
 
@@ -10,7 +11,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from lmdni.benchmark import bench_trainer, memory_corpus, shape_arguments, time_blocks
+from lmdni.benchmark import bench_trainer, memory_corpus, shape_arguments, time_interleaved
 
 
 def bare_loop(args, data, vocab, device):
@@ -44,25 +45,27 @@ def bare_loop(args, data, vocab, device):
 
 
 def main():
-    args = shape_arguments(__doc__).parse_args()
+    parser = shape_arguments(__doc__)
+    parser.add_argument("--methods", nargs="+", default=["bptt", "dni"], help="of bptt, dni, dni_aux")
+    args = parser.parse_args()
     device = torch.device(args.device)
     vocab = 50
     data = torch.randint(vocab, (2_000_000,), generator=torch.Generator().manual_seed(0))
     corpus = memory_corpus(data, vocab)
     chars = args.batch * args.unroll
-    rates = {"bare nn.LSTM loop": time_blocks(bare_loop(args, data, vocab, device), args.windows, args.repeats,
-                                              chars, device)}
-    for method in ("bptt", "dni"):
+    steps = {"bare nn.LSTM loop": bare_loop(args, data, vocab, device)}
+    for method in args.methods:
         trainer = bench_trainer(method, args.hidden, args.batch, args.unroll, args.device, corpus, args.overrides)
-        rates[f"lmdni {method}"] = time_blocks(trainer.train_window, args.windows, args.repeats, chars, device)
+        steps[f"lmdni {method}"] = trainer.train_window
+    rates = time_interleaved(steps, args.windows, args.repeats, chars, device)  # blocks in turn: drift cancels
     print(f"hidden {args.hidden}, batch {args.batch}, unroll {args.unroll}, device {args.device}, "
           f"threads {torch.get_num_threads()}")
     print("| loop | chars/s | ratio |")
     print("|---|---:|---:|")
     base = rates["bare nn.LSTM loop"]
     for name, rate in rates.items():
-        ref = rates["lmdni bptt"] if name == "lmdni dni" else base
-        label = "vs bptt" if name == "lmdni dni" else "vs bare"
+        versus_bptt = name.startswith("lmdni dni") and "lmdni bptt" in rates
+        ref, label = (rates["lmdni bptt"], "vs bptt") if versus_bptt else (base, "vs bare")
         print(f"| {name} | {rate:,.0f} | {rate / ref:.2f} {label} |")
 
 

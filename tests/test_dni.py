@@ -288,3 +288,27 @@ def test_aux_input_reads_the_first_step_exactly_as_the_unroll_did_under_dropout(
     for name in read:
         torch.testing.assert_close(recomputed[name], read[name], rtol=1e-12, atol=1e-14)
     assert any(g is not None and g.abs().sum() > 0 for g in read.values())
+
+
+@pytest.mark.parametrize("batch,state,in_size,loss_weight", [(3, 5, 5, 1.0), (16, 24, 24, 0.7), (7, 12, 30, 2.0)])
+def test_closed_form_regression_equals_autograd(batch, state, in_size, loss_weight):
+    """The linear head's regression in closed form: the loss and the head's gradients autograd gives (float64)."""
+    from lmdni.boundary import regress_synthetic_gradient, regression_loss_reference
+
+    g = torch.Generator().manual_seed(batch)
+    head = torch.nn.Linear(in_size, state).double()
+    x, target = torch.randn(batch, in_size, generator=g).double(), torch.randn(batch, state, generator=g).double()
+    expected = regression_loss_reference(head(x), target, loss_weight)
+    expected.backward()
+    grads = head.weight.grad.clone(), head.bias.grad.clone()
+    head.zero_grad(set_to_none=True)
+
+    class Head:
+        output = head
+
+    with torch.no_grad():
+        prediction = head(x)
+    loss = regress_synthetic_gradient(Head, x, prediction, target, loss_weight, fused=False)
+    torch.testing.assert_close(loss, expected.detach(), rtol=1e-12, atol=0)
+    torch.testing.assert_close(head.weight.grad, grads[0], rtol=1e-12, atol=1e-14)
+    torch.testing.assert_close(head.bias.grad, grads[1], rtol=1e-12, atol=1e-14)

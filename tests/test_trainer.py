@@ -1,4 +1,5 @@
 """The trainer's loop as a user relies on it: what it logs, when it stops, what it injects where, what it saves."""
+import copy
 import inspect
 
 import pytest
@@ -8,7 +9,7 @@ from lmdni import trainer as trainer_module
 from lmdni.errors import DivergenceError
 from lmdni.metrics import MetricsLog, read_metrics
 from lmdni.model import LSTMCore
-from lmdni.resume import restore
+from lmdni.resume import restore, snapshot
 
 from .conftest import compose
 
@@ -209,3 +210,28 @@ def test_the_trainer_has_no_task_specific_code():
     source = inspect.getsource(trainer_module)
     for word in ("curriculum", "copy", "solved", "valid_bpc", "corpus"):
         assert word not in source.lower(), word
+
+
+def test_a_checkpoint_with_the_heads_adam_apart_resumes_exactly(tmp_path, tiny_trainer):
+    """Checkpoints that stored the SG head's Adam as `sg_optimizer` load into the one optimizer's second group."""
+    trained = tiny_trainer(tmp_path / "a", "dni", ["dni.lr=0.01"])
+    for _ in range(5):
+        trained.train_window()
+    payload = copy.deepcopy(snapshot(trained))  # not the live tensors
+    combined = payload["optimizer"]
+    core_ids = combined["param_groups"][0]["params"]
+    head_group = combined["param_groups"][1]
+    offset = len(core_ids)
+    old = {**payload,
+           "optimizer": {"state": {i: combined["state"][i] for i in core_ids},
+                         "param_groups": [combined["param_groups"][0]]},
+           "sg_optimizer": {"state": {i - offset: combined["state"][i] for i in head_group["params"]},
+                            "param_groups": [{**head_group, "params": [i - offset for i in head_group["params"]]}]}}
+    resumed = tiny_trainer(tmp_path / "b", "dni", ["dni.lr=0.01"])
+    restore(resumed, old)
+    assert resumed.optimizer.param_groups[1]["lr"] == 0.01
+    for _ in range(3):
+        trained.train_window()
+        resumed.train_window()
+    for a, b in zip(trained.model.parameters(), resumed.model.parameters()):
+        assert torch.equal(a, b)
