@@ -4,8 +4,9 @@ loss = weight · mean((SG(start) − target)²) for the head's prediction SG(sta
 for the start state (`LSTMCore.head_input`). Three implementations of the same loss and gradients:
 
 * reference: plain autograd through the head (`regression_loss_reference`); MLP heads train with it;
-* closed form, a linear head in torch: with e = SG(start) − target and n its element count, dL/dW = (2·weight/n)·eᵀx
-  and dL/db = (2·weight/n)·Σe — one product, no graph to record or walk (the CPU path, and CUDA without Triton);
+* closed form, a linear head (full or low rank) in torch: with e = SG(start) − target and n its element count,
+  dL/dW = (2·weight/n)·eᵀx and dL/db = (2·weight/n)·Σe — one product, no graph to record or walk (the CPU path,
+  CUDA without Triton, and low-rank heads everywhere);
 * fused, a linear head in Triton: the same in one kernel (`lmdni.kernels`).
 
 `dni.fused`: "auto" uses Triton on CUDA tensors when Triton is importable, "on" demands it, "off" never uses it.
@@ -34,10 +35,11 @@ def resolve_fused(fused: str, device: torch.device, head) -> bool:
     if fused in ("off", "false"):
         return False
     if fused in ("on", "true"):
+        if not head.is_linear:
+            raise ConfigError("dni.fused=on supports the full-rank linear SG head only (dni.head_hidden_size=0, "
+                              "dni.head_rank=0)")
         if not triton_available():
             raise ConfigError("dni.fused=on needs Triton: pip install 'lmdni[triton]' (or use dni.fused=auto/off)")
-        if not head.is_linear:
-            raise ConfigError("dni.fused=on supports the linear SG head only (dni.head_hidden_size=0)")
         if device.type != "cuda" and os.environ.get("TRITON_INTERPRET") != "1":
             raise ConfigError("dni.fused=on needs a CUDA device (or TRITON_INTERPRET=1 to run the kernel in "
                               "Triton's interpreter on CPU, for testing)")
@@ -51,12 +53,21 @@ def regression_loss_reference(prediction: torch.Tensor, target: torch.Tensor, we
     return weight * F.mse_loss(prediction, target.detach())
 
 
-def regression_closed_form(prediction, target, head_input, weight, bias, loss_weight: float = 1.0) -> torch.Tensor:
-    """Sets the linear head's gradients (`weight.grad`, `bias.grad`) and returns the loss (no graph): the scale is
-    applied in place, so the only new memory is the gradients themselves."""
+def regression_closed_form(prediction, target, head_input, head, loss_weight: float = 1.0) -> torch.Tensor:
+    """Sets a linear head's gradients and returns the loss (no graph); the scale is applied in place, so the only
+    new memory is the gradients themselves. Low rank, prediction = (x·Dᵀ)·Wᵀ + b: dW = eᵀ(x·Dᵀ) and
+    dD = (e·W)ᵀx, with e the scaled error."""
     error = prediction.detach() - target.detach()
     scale = 2.0 * loss_weight / error.numel()
-    weight.grad = torch.mm(error.t(), head_input.detach()).mul_(scale)
+    head_input = head_input.detach()
+    weight, bias = head.output.weight, head.output.bias
+    if head.down is None:
+        weight.grad = torch.mm(error.t(), head_input).mul_(scale)
+    else:
+        with torch.no_grad():
+            reduced = head.down(head_input)
+        weight.grad = torch.mm(error.t(), reduced).mul_(scale)
+        head.down.weight.grad = torch.mm(torch.mm(error, weight.detach()).t(), head_input).mul_(scale)
     bias.grad = error.sum(0).mul_(scale)
     return loss_weight * error.pow(2).mean()
 
@@ -69,7 +80,7 @@ def regress_synthetic_gradient(head, start: torch.Tensor | None, prediction: tor
     if start is None:
         loss = regression_loss_reference(prediction, target, weight)
     elif not fused:
-        return regression_closed_form(prediction, target, start, head.output.weight, head.output.bias, weight)
+        return regression_closed_form(prediction, target, start, head, weight)
     else:
         from .kernels import fused_regression_loss
 

@@ -31,7 +31,7 @@ CHOICES = {
 POSITIVE_INTS = ("model.hidden_size", "model.num_layers", "model.embedding_size", "trainer.unroll",
                  "trainer.batch_size", "trainer.eval_every", "trainer.eval_batch_size", "dni.head_num_layers")
 NON_NEGATIVE = ("trainer.lr", "trainer.clip", "trainer.patience", "dni.lr", "dni.scale", "dni.loss_weight",
-                "dni.aux_weight", "dni.head_hidden_size", "model.dropout")
+                "dni.aux_weight", "dni.head_hidden_size", "dni.head_rank", "model.dropout")
 
 
 @dataclass
@@ -71,6 +71,7 @@ class DNISchema:
     head_input: str = MISSING
     head_hidden_size: int = MISSING
     head_num_layers: int = MISSING
+    head_rank: int = MISSING
     aux_weight: float = MISSING
     aux_in_target: bool = MISSING
     ablation: str = MISSING
@@ -115,5 +116,7 @@ def validate(cfg) -> None:
     for key in ("trainer.compile", "trainer.tf32", "dni.aux_in_target"):
         if not isinstance(OmegaConf.select(cfg, key), bool):
             raise ConfigError(f"{key} must be true or false, got {OmegaConf.select(cfg, key)!r}")
+    if cfg.dni.head_rank > 0 and cfg.dni.head_hidden_size > 0:
+        raise ConfigError("dni.head_rank and dni.head_hidden_size exclude each other: a low-rank linear head or an MLP")
     if cfg.device not in ("auto", "cpu", "cuda") and not str(cfg.device).startswith("cuda:"):
         raise ConfigError(f"device must be auto, cpu or cuda, got {cfg.device!r}")

@@ -37,28 +37,41 @@ class CoreOutput(NamedTuple):
 class SyntheticGradientHead(nn.Module):
     """Maps a recurrent state to the predicted gradient of all future loss with respect to it.
 
-    Linear by default (as in the paper); `hidden_size > 0` gives an MLP. The output layer starts at exactly zero,
-    weight and bias, so a fresh head injects nothing and the first updates are plain truncated BPTT.
+    Linear by default (as in the paper); `rank > 0` gives a low-rank linear map, state -> rank -> state (`down`,
+    no bias, then `output`), at a fraction of the full head's arithmetic; `hidden_size > 0` gives an MLP. The output
+    layer starts at exactly zero, weight and bias, so a fresh head injects nothing and the first updates are plain
+    truncated BPTT (a low-rank head's `down` starts random: with `output` at zero, only `output` learns at first).
     """
 
-    def __init__(self, state_size: int, hidden_size: int = 0, num_layers: int = 1):
+    def __init__(self, state_size: int, hidden_size: int = 0, num_layers: int = 1, rank: int = 0):
         super().__init__()
+        if rank > 0 and hidden_size > 0:
+            raise ValueError("a synthetic-gradient head is low-rank (rank > 0) or an MLP (hidden_size > 0), not both")
         layers: list[nn.Module] = []
         width = state_size
         if hidden_size > 0:
             for _ in range(num_layers):
                 layers += [nn.Linear(width, hidden_size), nn.ReLU()]
                 width = hidden_size
-        self.output = nn.Linear(width, state_size)
+        self.down = nn.Linear(state_size, rank, bias=False) if rank > 0 else None
+        self.output = nn.Linear(rank or width, state_size)
         nn.init.zeros_(self.output.weight)
         nn.init.zeros_(self.output.bias)
         self.hidden = nn.Sequential(*layers)
 
     @property
     def is_linear(self) -> bool:
+        """A full-rank linear map (what the fused kernel computes)."""
+        return len(self.hidden) == 0 and self.down is None
+
+    @property
+    def closed_form(self) -> bool:
+        """Linear, full or low rank: its regression's gradients have a closed form (`lmdni.boundary`)."""
         return len(self.hidden) == 0
 
     def forward(self, state: torch.Tensor) -> torch.Tensor:
+        if self.down is not None:
+            return self.output(self.down(state))
         return self.output(self.hidden(state))
 
 
@@ -93,8 +106,9 @@ class LSTMCore(nn.Module):
     def __init__(self, vocab_size: int, hidden_size: int, num_layers: int = 1, embedding_size: int = 128,
                  dropout: float = 0.0, sg_hidden_size: int | None = None, sg_num_layers: int = 1,
                  aux_head: bool = False, sg_input: str = DEFAULT_HEAD_INPUT, symbols: str = "embedding",
-                 aux_in_target: bool = False):
+                 aux_in_target: bool = False, sg_rank: int = 0):
         """`sg_hidden_size=None`: no synthetic-gradient head (plain TBPTT); 0: linear head; >0: MLP head.
+        `sg_rank`: > 0 makes the head low-rank (state -> sg_rank -> state).
         `aux_head`: DNI+Aux, a second head predicting the next boundary's synthetic gradient from the start state.
         `aux_in_target`: let the aux loss's gradient into the SG's bootstrapped target too (see `aux_input`; the
         behaviour before it was kept out, for reproducing those runs).
@@ -116,7 +130,7 @@ class LSTMCore(nn.Module):
             self.decoder = nn.Linear(hidden_size, vocab_size)
         self.lstm = nn.LSTM(embedding_size, hidden_size, num_layers, dropout=dropout if num_layers > 1 else 0.0)
         self.dropout = nn.Dropout(dropout)
-        self.synthetic_gradient = (SyntheticGradientHead(self.state_size, sg_hidden_size, sg_num_layers)
+        self.synthetic_gradient = (SyntheticGradientHead(self.state_size, sg_hidden_size, sg_num_layers, sg_rank)
                                    if sg_hidden_size is not None else None)
         # DNI+Aux: from the top layer's output at the window's first step, predict the SG that the window's end will
         # produce. It reads an in-graph activation, so its loss also trains the core (see `aux_input` for which
@@ -183,13 +197,13 @@ class LSTMCore(nn.Module):
         (the final state's is injected or is the aux head's target; the start state's is regressed onto the target
         afterwards), and the heads read the states detached.
 
-        A linear head predicts both in one product without a graph: its regression needs only the start state's
-        input and prediction (`lmdni.boundary` forms its gradient in closed form). An MLP head keeps the start
-        state's graph for the autograd regression; its final-state prediction is made without one (a shared graph
-        would make the regression's backward run over twice the rows, half of them zeros)."""
+        A linear head (full or low rank) predicts both in one product without a graph: its regression needs only
+        the start state's input and prediction (`lmdni.boundary` forms its gradients in closed form). An MLP head
+        keeps the start state's graph for the autograd regression; its final-state prediction is made without one
+        (a shared graph would make the regression's backward run over twice the rows, half of them zeros)."""
         final, head = unrolled.state, self.synthetic_gradient
         start_input = None
-        if head.is_linear:
+        if head.closed_form:
             with torch.no_grad():
                 both = self.head_input(torch.cat([start.detach(), final.detach()]))
                 start_sg, final_sg = head(both).chunk(2)

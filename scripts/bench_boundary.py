@@ -26,8 +26,8 @@ def boundary_step(start, final, target, weight, bias, fused):
     with torch.no_grad():  # as the model does for a linear head: both predictions are constants
         start_sg, final_sg = F.linear(torch.cat([start, final]), weight, bias).chunk(2)
 
-    class Head:  # the two attributes regress_synthetic_gradient reads
-        output = type("Linear", (), {"weight": weight, "bias": bias})
+    class Head:  # the attributes regress_synthetic_gradient reads
+        output, down = type("Linear", (), {"weight": weight, "bias": bias}), None
 
     weight.grad = bias.grad = None
     regress_synthetic_gradient(Head, start, start_sg, target, 1.0, fused)

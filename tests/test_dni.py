@@ -8,6 +8,8 @@ import torch.nn.functional as F
 from lmdni.dni import aux_loss, backward_window, bootstrapped_target
 from lmdni.model import LSTMCore
 
+from .conftest import compose
+
 V, H, L, B, T = 11, 16, 2, 3, 5
 
 
@@ -304,7 +306,7 @@ def test_closed_form_regression_equals_autograd(batch, state, in_size, loss_weig
     head.zero_grad(set_to_none=True)
 
     class Head:
-        output = head
+        output, down = head, None
 
     with torch.no_grad():
         prediction = head(x)
@@ -312,3 +314,58 @@ def test_closed_form_regression_equals_autograd(batch, state, in_size, loss_weig
     torch.testing.assert_close(loss, expected.detach(), rtol=1e-12, atol=0)
     torch.testing.assert_close(head.weight.grad, grads[0], rtol=1e-12, atol=1e-14)
     torch.testing.assert_close(head.bias.grad, grads[1], rtol=1e-12, atol=1e-14)
+
+
+def test_low_rank_head_closed_form_equals_autograd_and_starts_at_zero():
+    """`dni.head_rank=r`: state -> r -> state, output zero-initialised; its closed-form regression gradients (both
+    factors and the bias) are autograd's (float64)."""
+    from lmdni.boundary import regress_synthetic_gradient, regression_loss_reference
+    from lmdni.model import SyntheticGradientHead
+
+    torch.manual_seed(0)
+    head = SyntheticGradientHead(20, rank=4).double()
+    assert head.closed_form and not head.is_linear
+    assert sum(p.numel() for p in head.parameters()) == 4 * 20 + 20 * 4 + 20
+    x, target = torch.randn(6, 20).double(), torch.randn(6, 20).double()
+    assert head(x).abs().max() == 0  # a fresh head injects nothing
+    torch.nn.init.normal_(head.output.weight)  # a head that has learned something, so every gradient is non-zero
+    expected = regression_loss_reference(head(x), target, 0.5)
+    expected.backward()
+    grads = [p.grad.clone() for p in (head.down.weight, head.output.weight, head.output.bias)]
+    head.zero_grad(set_to_none=True)
+    with torch.no_grad():
+        prediction = head(x)
+    loss = regress_synthetic_gradient(head, x, prediction, target, 0.5, fused=False)
+    torch.testing.assert_close(loss, expected.detach(), rtol=1e-12, atol=0)
+    for got, want in zip((head.down.weight.grad, head.output.weight.grad, head.output.bias.grad), grads):
+        assert want.abs().max() > 0
+        torch.testing.assert_close(got, want, rtol=1e-12, atol=1e-14)
+
+
+def test_low_rank_head_trains_like_tbptt_at_first_then_learns(tmp_path, tiny_trainer):
+    """The first window of `dni.head_rank=2` is exactly TBPTT's (nothing injected); then the head learns."""
+    bptt = tiny_trainer(tmp_path / "b", "bptt")
+    low = tiny_trainer(tmp_path / "l", "dni", ["dni.head_rank=2", "dni.lr=0.05"])
+    assert low.model.synthetic_gradient.down.weight.shape == (2, low.model.state_size)
+    bptt.train_window()
+    low.train_window()
+    for name, p in bptt.model.named_parameters():
+        assert torch.equal(p, dict(low.model.named_parameters())[name]), name
+    for _ in range(20):
+        low.train_window()
+    assert low.model.synthetic_gradient.output.weight.abs().max() > 0
+    assert low.model.synthetic_gradient.down.weight.grad.abs().max() > 0
+
+
+def test_low_rank_and_mlp_heads_exclude_each_other_and_the_kernel():
+    from lmdni.config import validate
+    from lmdni.errors import ConfigError
+
+    with pytest.raises(ConfigError, match="exclude each other"):
+        validate(compose(["method=dni", "dni.head_rank=4", "dni.head_hidden_size=8"]))
+    from lmdni.boundary import resolve_fused
+    from lmdni.model import SyntheticGradientHead
+
+    with pytest.raises(ConfigError, match="full-rank linear SG head only"):
+        resolve_fused("on", torch.device("cuda"), SyntheticGradientHead(8, rank=2))
+    assert resolve_fused("auto", torch.device("cuda"), SyntheticGradientHead(8, rank=2)) is False
