@@ -46,6 +46,12 @@ def train_task(cfg) -> dict:
         if trainer.dist.is_main:
             metrics.truncate_after(trainer.chars)
         log.info("resumed from %s at %s characters", last, f"{trainer.chars:,}")
+    if trainer.dist.is_main:  # a live view of metrics.jsonl (rank 0 only), opened where the run resumes
+        from omegaconf import OmegaConf
+
+        from .tensorboard import make_views
+
+        metrics.views = make_views(cfg.get("logger"), out_dir, OmegaConf.to_yaml(cfg), trainer.chars)
     previous = {sig: signal.signal(sig, trainer.request_stop) for sig in (signal.SIGINT, signal.SIGTERM)}
     try:
         with logging_redirect_tqdm():
@@ -53,6 +59,7 @@ def train_task(cfg) -> dict:
     finally:
         for sig, handler in previous.items():
             signal.signal(sig, handler)
+        metrics.close()
         trainer.dist.close()
 
 
@@ -97,13 +104,16 @@ config, metrics.jsonl, last.pt / best.pt and results.json to the run directory (
 hydra.run.dir=DIR, where running again resumes).
 
 config groups:
-  data=ptb | text | copy | repeat_copy     PTB characters (default), any UTF-8 file (data.path=FILE), or a task
+  data=ptb | text | text8 | enwik8 | copy | repeat_copy
+                                           PTB characters (default), any UTF-8 file (data.path=FILE), the
+                                           100M-character benchmarks, or a generated task
   model=lstm                               model.hidden_size, model.num_layers, model.embedding_size, model.dropout
   +experiment=cpu_ptb | paper_ptb | paper_copy   presets (sweeps: add -m)
 
 main names:
   method=bptt|dni|dni_aux   trainer.unroll   trainer.batch_size   trainer.lr   trainer.max_chars   trainer.eval_every
-  dni.scale   dni.lr   dni.head_input=squashed|raw   device=auto|cpu|cuda   threads   seed
+  dni.scale   dni.lr   dni.head_input=squashed|raw   dni.head_rank   device=auto|cpu|cuda   threads   seed
+  logger=tensorboard
   (every key, with its default and meaning: conf/train.yaml, or lmdni-train --cfg job)
 
 examples:

@@ -84,6 +84,7 @@ class RunSchema:
     seed: int = MISSING
     device: str = MISSING
     threads: Optional[int] = MISSING
+    logger: Optional[str] = MISSING
     model: ModelSchema = MISSING
     data: Any = MISSING
     trainer: TrainerSchema = MISSING
@@ -118,5 +119,7 @@ def validate(cfg) -> None:
             raise ConfigError(f"{key} must be true or false, got {OmegaConf.select(cfg, key)!r}")
     if cfg.dni.head_rank > 0 and cfg.dni.head_hidden_size > 0:
         raise ConfigError("dni.head_rank and dni.head_hidden_size exclude each other: a low-rank linear head or an MLP")
+    if cfg.get("logger") not in (None, "tensorboard"):
+        raise ConfigError(f"logger must be tensorboard or null, got {cfg.logger!r}")
     if cfg.device not in ("auto", "cpu", "cuda") and not str(cfg.device).startswith("cuda:"):
         raise ConfigError(f"device must be auto, cpu or cuda, got {cfg.device!r}")

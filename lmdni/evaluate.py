@@ -39,15 +39,15 @@ def split_nats(model, data: torch.Tensor, columns: int = WHOLE_SPLIT, chunk: int
     state = model.initial_state(inputs.shape[1], device)
     total, count = 0.0, 0
     for start in range(0, inputs.shape[0], chunk):
-        x = inputs[start:start + chunk].to(device)
-        y = targets[start:start + chunk].to(device)
+        x = inputs[start:start + chunk].to(device).long()  # large corpora are stored as uint8
+        y = targets[start:start + chunk].to(device).long()
         out = model(x, state, with_synthetic_gradient=False)
         total += _nats(out.logits, y)
         count += y.numel()
         state = out.state
     if len(tail_inputs):
-        out = model(tail_inputs.view(-1, 1).to(device), state[-1:], with_synthetic_gradient=False)
-        total += _nats(out.logits, tail_targets.to(device))
+        out = model(tail_inputs.view(-1, 1).to(device).long(), state[-1:], with_synthetic_gradient=False)
+        total += _nats(out.logits, tail_targets.to(device).long())
         count += len(tail_targets)
     model.train(was_training)
     return total, count

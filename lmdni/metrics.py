@@ -1,4 +1,7 @@
-"""metrics.jsonl: one JSON object per evaluation, appended and flushed at once so a crash loses nothing."""
+"""metrics.jsonl: one JSON object per evaluation, appended and flushed at once so a crash loses nothing.
+
+It is the source of truth; a live view (`logger=tensorboard`) receives each record after it is written.
+"""
 from __future__ import annotations
 
 import json
@@ -7,14 +10,22 @@ from pathlib import Path
 
 
 class MetricsLog:
-    def __init__(self, path: Path):
+    def __init__(self, path: Path, views=()):
+        """`views`: objects with `write(record)` and `close()` (lmdni.tensorboard), fed each record."""
         self.path = Path(path)
+        self.views = list(views)
 
     def write(self, record: dict) -> None:
         with open(self.path, "a", encoding="utf-8") as handle:
             handle.write(json.dumps(record) + "\n")
             handle.flush()
             os.fsync(handle.fileno())
+        for view in self.views:
+            view.write(record)
+
+    def close(self) -> None:
+        for view in self.views:
+            view.close()
 
     def truncate_after(self, chars: int) -> None:
         """On resume, drop records written after the checkpoint being resumed from."""

@@ -310,3 +310,40 @@ def test_the_schema_types_every_key_and_the_yaml_holds_every_value():
         with pytest.raises(ConfigCompositionException):
             compose([override])
     assert compose(["trainer.lr=1"]).trainer.lr == 1.0 and compose(["trainer.max_seconds=60"]).trainer.max_seconds == 60
+
+
+def test_tensorboard_logs_what_metrics_jsonl_holds_and_a_resume_adds_no_duplicates(tmp_path, text_file):
+    """`logger=tensorboard`: every number of every metrics.jsonl record is a scalar at step `chars`; a run resumed
+    from a checkpoint older than its last records (killed between writing them and the next checkpoint) logs each
+    step once."""
+    import shutil
+
+    pytest.importorskip("tensorboard")
+    from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+
+    out = tmp_path / "run"
+    base = ["lmdni", "method=dni", "data=text", f"data.path={text_file}", *TINY, "trainer.eval_every=500",
+            "logger=tensorboard", f"hydra.run.dir={out}"]
+    first = run([*base, "trainer.max_chars=1000"])
+    assert first.returncode == 0, first.stderr[-1500:]
+    shutil.copy(out / "last.pt", tmp_path / "at_1000.pt")
+    assert run([*base, "trainer.max_chars=2000"]).returncode == 0
+    shutil.copy(tmp_path / "at_1000.pt", out / "last.pt")  # as if killed after logging 1,504 and 2,000
+    again = run([*base, "trainer.max_chars=2000"])
+    assert again.returncode == 0, again.stderr[-1500:]
+    records = read_metrics(out / "metrics.jsonl")
+    assert [r["chars"] for r in records] == [512, 1008, 1504, 2000]  # windows of 16 characters
+    events = EventAccumulator(str(out / "tensorboard")).Reload()
+    for key in ("train_bpc", "valid_bpc", "best_valid_bpc", "sg_loss", "sg_cosine", "grad_norm", "chars_per_sec"):
+        scalars = events.Scalars(key)
+        assert [s.step for s in scalars] == [r["chars"] for r in records], key
+        assert [s.value for s in scalars] == pytest.approx([r[key] for r in records], rel=1e-6), key
+    assert "config" in events.Tags()["tensors"] or "config" in str(events.Tags())
+
+
+def test_tensorboard_name_is_checked():
+    from lmdni.config import validate
+    from lmdni.errors import ConfigError
+
+    with pytest.raises(ConfigError, match="logger must be tensorboard or null"):
+        validate(compose(["logger=wandb"]))

@@ -13,6 +13,7 @@ from ..errors import DataError
 from .ptb import load_ptb_chars
 from .stream import TrainStream, eval_columns
 from .text import load_text_chars
+from .wikipedia import DATASETS as WIKIPEDIA, load_bytes_corpus
 
 log = logging.getLogger(__name__)
 
@@ -59,8 +60,11 @@ def load_corpus(cfg) -> Corpus:
         splits = load_ptb_chars(cfg.get("root"), download=cfg.get("download", True))
     elif cfg.name == "text":
         splits = load_text_chars(cfg.get("path"), cfg.valid_fraction, cfg.test_fraction)
+    elif cfg.name in WIKIPEDIA:  # 100M characters: straight to tensors, no lists of symbols
+        return Corpus(*load_bytes_corpus(cfg.name, cfg.get("root"), cfg.get("download", True),
+                                         int(cfg.valid_chars), int(cfg.test_chars)))
     else:
-        raise DataError(f"unknown data set {cfg.name!r}: use data=ptb or data=text")
+        raise DataError(f"unknown data set {cfg.name!r}: use data=ptb, text, text8 or enwik8")
     return build_corpus(splits)
 
 

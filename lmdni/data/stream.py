@@ -59,7 +59,7 @@ class TrainStream:
         which targets count in the loss (None: all of them)."""
         start = self.position
         stop = min(start + self.unroll, self.length)
-        x, y = self.inputs[start:stop], self.targets[start:stop]
+        x, y = self.inputs[start:stop].long(), self.targets[start:stop].long()  # large corpora are stored as uint8
         starts_pass = start == 0
         ends_pass = stop == self.length
         self.position = 0 if ends_pass else stop
