@@ -110,8 +110,8 @@ class LSTMCore(nn.Module):
         """`sg_hidden_size=None`: no synthetic-gradient head (plain TBPTT); 0: linear head; >0: MLP head.
         `sg_rank`: > 0 makes the head low-rank (state -> sg_rank -> state).
         `aux_head`: DNI+Aux, a second head predicting the next boundary's synthetic gradient from the start state.
-        `aux_in_target`: let the aux loss's gradient into the SG's bootstrapped target too (see `aux_input`; the
-        behaviour before it was kept out, for reproducing those runs).
+        `aux_in_target`: let the aux loss's gradient into the SG's bootstrapped target too (see `aux_input`; for
+        reproducing runs made so, docs/results).
         `sg_input`: what the SG head reads — "squashed" (h, tanh c) or "raw" (h, c): the cell state is unbounded,
         and a linear head on a growing c predicts a growing SG (see `head_input`).
         `symbols`: "embedding" (a learned row per symbol in, a softmax out) or "binary" (`BinaryCode`)."""

@@ -19,8 +19,8 @@ import torch.nn.functional as F
 from tqdm.auto import tqdm
 
 from . import checkpoint as ckpt
-from .boundary import regress_synthetic_gradient, resolve_fused
-from .dni import aux_loss, backward_window, bootstrapped_target, injected_gradient
+from .boundary import (aux_loss, backward_window, bootstrapped_target, injected_gradient, regress_synthetic_gradient,
+                       resolve_fused)
 from .distributed import Distributed
 from .errors import DivergenceError, LmdniError
 from .evaluate import bits_per_character

@@ -1,7 +1,7 @@
 """Load time and memory of a 100M-character corpus (data=text8 / data=enwik8): the real file if given, else a
 generated file of the same size and shape (text8: a-z and space; enwik8: UTF-8 XML bytes).
 
-    python scripts/load_check.py text8 [--root DIR_WITH_text8]     # prints seconds, peak RSS, vocabulary size
+    python scripts/load_check.py text8 enwik8 [--root DIR] [--eval-hidden 256]   # seconds, peak RSS, symbols
 
 Each data set is loaded in a fresh process, so the peak RSS is that of one load (Python and torch included).
 """
@@ -36,7 +36,7 @@ def peak_rss_mb() -> float:
     raise RuntimeError("no VmHWM in /proc/self/status")
 
 
-def measure(name: str, root: Path, pin: bool) -> None:
+def measure(name: str, root: Path, pin: bool, hidden: int = 0) -> None:
     from lmdni.data import wikipedia
 
     if pin:  # a generated file: its own checksum stands in for the published one
@@ -49,17 +49,33 @@ def measure(name: str, root: Path, pin: bool) -> None:
     seconds = time.perf_counter() - start
     rss = peak_rss_mb()
     print(f"| {name} | {'generated' if pin else 'real'} | {len(train):,} / {len(valid):,} / {len(test):,} | "
-          f"{len(vocab)} | {seconds:.2f} | {rss:,.0f} | {rss - before:,.0f} |")
+          f"{len(vocab)} | {seconds:.2f} | {rss:,.0f} | {rss - before:,.0f} |", flush=True)
+    if hidden:
+        import torch
+
+        from lmdni.evaluate import split_nats
+        from lmdni.model import LSTMCore
+
+        torch.manual_seed(0)
+        model = LSTMCore(len(vocab), hidden)
+        for columns in (64, 1):
+            start = time.perf_counter()
+            split_nats(model, valid, columns)
+            seconds = time.perf_counter() - start
+            print(f"  valid pass, hidden {hidden}, {columns} column(s): {seconds:.1f} s "
+                  f"({len(valid) / seconds:,.0f} chars/s, {torch.get_num_threads()} threads)", flush=True)
 
 
 def main():
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("names", nargs="+", choices=("text8", "enwik8"))
     parser.add_argument("--root", type=Path, help="a folder holding the real files (checked against their checksums)")
+    parser.add_argument("--eval-hidden", type=int, default=0,
+                        help="also time a validation pass (5M characters) of an LSTM this wide, in 64 columns and whole")
     parser.add_argument("--measure", choices=("real", "generated"), help=argparse.SUPPRESS)  # the child process
     args = parser.parse_args()
     if args.measure:
-        measure(args.names[0], args.root, pin=args.measure == "generated")
+        measure(args.names[0], args.root, pin=args.measure == "generated", hidden=args.eval_hidden)
         return
     print("| data | file | train / valid / test characters | symbols | load seconds (checksum included) | "
           "peak RSS MB | of which the load |")
@@ -70,7 +86,8 @@ def main():
             if root is None:
                 root, kind = Path(scratch), "generated"
                 generate(name, root / name)
-            subprocess.run([sys.executable, __file__, name, "--measure", kind, "--root", str(root)], check=True)
+            subprocess.run([sys.executable, __file__, name, "--measure", kind, "--root", str(root),
+                            "--eval-hidden", str(args.eval_hidden)], check=True)
 
 
 if __name__ == "__main__":

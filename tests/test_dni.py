@@ -5,7 +5,7 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from lmdni.dni import aux_loss, backward_window, bootstrapped_target
+from lmdni.boundary import aux_loss, backward_window, bootstrapped_target
 from lmdni.model import LSTMCore
 
 from .conftest import compose
