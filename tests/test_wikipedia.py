@@ -46,6 +46,9 @@ def test_the_published_checksums_are_written_down():
     assert wikipedia.DATASETS["text8"]["hash"][1] == "6e890197040d37d85beb962ae1f041ff1d9a9ca8d20c7d99c85027eebf51dca7"
     assert wikipedia.SIZE == 100_000_000 and wikipedia.VALID_CHARS == wikipedia.TEST_CHARS == 5_000_000
     assert compose(["data=text8"]).data.valid_chars == 5_000_000 == compose(["data=enwik8"]).data.test_chars
+    # a 5M-character validation pass costs about as much as training on 1M: these data sets evaluate less often
+    assert compose(["data=enwik8"]).trainer.eval_every == 10_000_000 == compose(["data=text8"]).trainer.eval_every
+    assert compose(["data=text8", "trainer.eval_every=500"]).trainer.eval_every == 500
 
 
 def test_text8_split_arithmetic_and_27_symbols(tmp_path, pinned):
