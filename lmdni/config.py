@@ -9,7 +9,7 @@ its loader or task checks.
 """
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import field, make_dataclass
 from typing import Any, Optional
 
 from omegaconf import MISSING, OmegaConf
@@ -34,61 +34,21 @@ NON_NEGATIVE = ("trainer.lr", "trainer.clip", "trainer.patience", "dni.lr", "dni
                 "dni.aux_weight", "dni.head_hidden_size", "dni.head_rank", "model.dropout")
 
 
-@dataclass
-class ModelSchema:
-    hidden_size: int = MISSING
-    num_layers: int = MISSING
-    embedding_size: int = MISSING
-    dropout: float = MISSING
-    symbols: str = MISSING
+def _schema(name: str, **types) -> type:
+    """A structured-config dataclass of these typed keys, none with a value of its own (`MISSING`)."""
+    return make_dataclass(name, [(key, kind, field(default=MISSING)) for key, kind in types.items()])
 
 
-@dataclass
-class TrainerSchema:
-    unroll: int = MISSING
-    batch_size: int = MISSING
-    lr: float = MISSING
-    clip: float = MISSING
-    max_chars: Optional[int] = MISSING
-    max_epochs: Optional[int] = MISSING
-    max_seconds: Optional[float] = MISSING
-    eval_every: int = MISSING
-    eval_batch_size: int = MISSING
-    patience: int = MISSING
-    on_nonfinite: str = MISSING
-    resume: bool = MISSING
-    progress: bool = MISSING
-    precision: str = MISSING
-    compile: bool = MISSING
-    tf32: bool = MISSING
-
-
-@dataclass
-class DNISchema:
-    scale: float = MISSING
-    lr: float = MISSING
-    loss_weight: float = MISSING
-    head_input: str = MISSING
-    head_hidden_size: int = MISSING
-    head_num_layers: int = MISSING
-    head_rank: int = MISSING
-    aux_weight: float = MISSING
-    aux_in_target: bool = MISSING
-    ablation: str = MISSING
-    fused: str = MISSING
-
-
-@dataclass
-class RunSchema:
-    method: str = MISSING
-    seed: int = MISSING
-    device: str = MISSING
-    threads: Optional[int] = MISSING
-    logger: Optional[str] = MISSING
-    model: ModelSchema = MISSING
-    data: Any = MISSING
-    trainer: TrainerSchema = MISSING
-    dni: DNISchema = MISSING
+ModelSchema = _schema("ModelSchema", hidden_size=int, num_layers=int, embedding_size=int, dropout=float, symbols=str)
+TrainerSchema = _schema(
+    "TrainerSchema", unroll=int, batch_size=int, lr=float, clip=float, max_chars=Optional[int],
+    max_epochs=Optional[int], max_seconds=Optional[float], eval_every=int, eval_batch_size=int, patience=int,
+    on_nonfinite=str, resume=bool, progress=bool, precision=str, compile=bool, tf32=bool)
+DNISchema = _schema(
+    "DNISchema", scale=float, lr=float, loss_weight=float, head_input=str, head_hidden_size=int, head_num_layers=int,
+    head_rank=int, aux_weight=float, aux_in_target=bool, ablation=str, fused=str)
+RunSchema = _schema("RunSchema", method=str, seed=int, device=str, threads=Optional[int], logger=Optional[str],
+                    model=ModelSchema, data=Any, trainer=TrainerSchema, dni=DNISchema)
 
 
 def register_schema() -> None:

@@ -38,10 +38,11 @@ def peak_rss_mb() -> float:
 
 def measure(name: str, root: Path, pin: bool, hidden: int = 0) -> None:
     from lmdni.data import wikipedia
+    from lmdni.data.files import file_hash
 
     if pin:  # a generated file: its own checksum stands in for the published one
         algorithm = wikipedia.DATASETS[name]["hash"][0]
-        digest = wikipedia.file_hash(root / name, algorithm)
+        digest = file_hash(root / name, algorithm)
         wikipedia.DATASETS[name] = {**wikipedia.DATASETS[name], "hash": (algorithm, digest)}
     before = peak_rss_mb()  # Python, torch and numpy imported
     start = time.perf_counter()
@@ -71,7 +72,8 @@ def main():
     parser.add_argument("names", nargs="+", choices=("text8", "enwik8"))
     parser.add_argument("--root", type=Path, help="a folder holding the real files (checked against their checksums)")
     parser.add_argument("--eval-hidden", type=int, default=0,
-                        help="also time a validation pass (5M characters) of an LSTM this wide, in 64 columns and whole")
+                        help="also time a validation pass (5M characters) of an LSTM this wide, in 64 columns "
+                             "and whole")
     parser.add_argument("--measure", choices=("real", "generated"), help=argparse.SUPPRESS)  # the child process
     args = parser.parse_args()
     if args.measure:

@@ -31,8 +31,8 @@ def pinned(monkeypatch):
     """Pin the expected checksum to a fixture's own (the real values stay in wikipedia.DATASETS)."""
     def pin(name, content):
         algorithm = wikipedia.DATASETS[name]["hash"][0]
-        monkeypatch.setitem(wikipedia.DATASETS, name, {**wikipedia.DATASETS[name],
-                                                       "hash": (algorithm, hashlib.new(algorithm, content).hexdigest())})
+        digest = hashlib.new(algorithm, content).hexdigest()
+        monkeypatch.setitem(wikipedia.DATASETS, name, {**wikipedia.DATASETS[name], "hash": (algorithm, digest)})
     return pin
 
 

