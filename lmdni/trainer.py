@@ -70,6 +70,7 @@ class Trainer:
         dni = cfg.dni
         self.clip = float(tc.clip)
         self.scale, self.ablation = float(dni.scale), str(dni.ablation)
+        self.warmup_chars = int(dni.get("warmup_chars", 0))
         self.loss_weight, self.aux_weight = float(dni.loss_weight), float(dni.aux_weight)
         self._reset_interval()
 
@@ -119,7 +120,10 @@ class Trainer:
 
     def _dni_backward(self, start, out, loss_sum, n_tokens: int, ends_pass: bool) -> None:
         """The window's backward with the injected SG, then the head's regression onto the bootstrapped target."""
-        injected = injected_gradient(out.synthetic_gradient, self.scale, ends_pass, self.ablation)
+        # warm-up: the head learns its (then purely in-window) target and nothing is injected, so the core trains as
+        # TBPTT does (DNI+Aux: plus its aux loss)
+        scale = self.scale if self.chars >= self.warmup_chars else 0.0
+        injected = injected_gradient(out.synthetic_gradient, scale, ends_pass, self.ablation)
         extra = None
         if self.aux:
             aux = aux_loss(out.aux_prediction, out.synthetic_gradient)

@@ -369,3 +369,20 @@ def test_low_rank_and_mlp_heads_exclude_each_other_and_the_kernel():
     with pytest.raises(ConfigError, match="full-rank linear SG head only"):
         resolve_fused("on", torch.device("cuda"), SyntheticGradientHead(8, rank=2))
     assert resolve_fused("auto", torch.device("cuda"), SyntheticGradientHead(8, rank=2)) is False
+
+
+def test_warmup_injects_nothing_while_the_head_learns_then_injects(tmp_path, tiny_trainer):
+    """`dni.warmup_chars=N`: for the first N characters the core trains exactly as TBPTT while the head learns;
+    after them the head's SG is injected."""
+    bptt = tiny_trainer(tmp_path / "b", "bptt")
+    warm = tiny_trainer(tmp_path / "w", "dni", ["dni.warmup_chars=60", "dni.lr=0.05", "dni.scale=0.5"])
+    core = lambda t: {n: p for n, p in t.model.named_parameters() if not n.startswith("synthetic_gradient")}  # noqa
+    for _ in range(5):  # 5 windows of 12 characters: the warm-up
+        bptt.train_window()
+        warm.train_window()
+    for name, p in core(bptt).items():
+        assert torch.equal(p, core(warm)[name]), name
+    assert warm.model.synthetic_gradient.output.weight.abs().max() > 0  # the head has learned meanwhile
+    bptt.train_window()
+    warm.train_window()
+    assert any(not torch.equal(p, core(warm)[name]) for name, p in core(bptt).items())
