@@ -80,14 +80,10 @@ def _check_overrides(argv: list[str]) -> None:
     overrides = [a for a in argv if "=" in a and not a.startswith(("-", "hydra"))]
     if any(flag in argv for flag in ("-m", "--multirun")) or any("," in a for a in overrides):
         return
-    from hydra import compose, initialize_config_dir
+    from .run import compose_config
 
-    from .config import register_schema
-
-    register_schema()
     try:
-        with initialize_config_dir(version_base="1.3", config_dir=str(config_dir())):
-            compose("train", overrides)
+        compose_config(overrides)
     except Exception as exc:  # Hydra's override and composition errors: report the first line, the key is in it
         lines = [line.strip() for line in str(exc).splitlines() if line.strip()]
         detail = " ".join(lines[:3]) if lines else type(exc).__name__

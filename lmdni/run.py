@@ -32,7 +32,8 @@ def build_model(cfg, vocab_size: int) -> LSTMCore:
                     sg_hidden_size=cfg.dni.head_hidden_size if with_head else None,
                     sg_num_layers=cfg.dni.head_num_layers, aux_head=cfg.method == "dni_aux",
                     sg_input=cfg.dni.get("head_input", DEFAULT_HEAD_INPUT), symbols=m.get("symbols", "embedding"),
-                    aux_in_target=bool(cfg.dni.get("aux_in_target", False)), sg_rank=int(cfg.dni.get("head_rank", 0)))
+                    aux_in_target=bool(cfg.dni.get("aux_in_target", False)),
+                    sg_rank=int(cfg.dni.get("head_rank", 0)))
 
 
 def load_run(run_dir, which: str = "best", device: str = "auto"):

@@ -1,9 +1,9 @@
 """What the trainer trains on, as one interface: a text corpus, or a generated curriculum task (Copy, Repeat-Copy).
 
 The trainer owns the windows, the optimizers and the checkpoints; the task owns everything that depends on what is
-being learned: the stream of windows, what an evaluation measures, what "better" means (the score is lower-is-better),
-what the log line says and what the end-of-run results are. A new task is one class here (or in its own module,
-registered with `@register`) plus one data config.
+being learned: the stream of windows, what an evaluation measures, what "better" means (`better`; the built-in
+tasks' scores are lower-is-better), what the log line says and what the end-of-run results are. A new task is one
+class here (or in its own module, registered with `@register`) plus one data config.
 
     task.stream                       next_window() -> (x, y, starts_pass, ends_pass, mask); state_dict()
     task.observe(loss_sum)            per-window feedback (the curriculum; free for text: no host sync)
