@@ -6,7 +6,15 @@ from __future__ import annotations
 
 import json
 import os
+import resource
+import sys
 from pathlib import Path
+
+
+def peak_rss_mb() -> float:
+    """The process's peak resident memory so far (MiB): on CPU, what a run at this batch and unroll needed."""
+    peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss  # KiB on Linux, bytes on macOS
+    return peak / 2**20 if sys.platform == "darwin" else peak / 2**10
 
 
 class MetricsLog:
