@@ -100,11 +100,13 @@ config, metrics.jsonl, last.pt / best.pt and results.json to the run directory (
 hydra.run.dir=DIR, where running again resumes).
 
 config groups:
-  data=ptb | text | text8 | enwik8 | copy | repeat_copy
-                                           PTB characters (default), any UTF-8 file (data.path=FILE), the
-                                           100M-character benchmarks, or a generated task
+  data=ptb | text | lag | text8 | enwik8 | copy | repeat_copy
+                                           PTB characters (default), any UTF-8 file (data.path=FILE), generated
+                                           text with long dependencies, the 100M-character benchmarks, or a task
   model=lstm                               model.hidden_size, model.num_layers, model.embedding_size, model.dropout
-  +experiment=cpu_ptb | paper_ptb | paper_copy   presets (sweeps: add -m)
+  model=hierarchical                       two timescales: model.slow_every, model.slow_windows, model.slow_hidden_size
+  +experiment=cpu_ptb | unroll_ptb | paper_ptb | paper_copy | hierarchical_lag | hierarchical_ptb
+                                           presets (sweeps: add -m)
 
 main names:
   method=bptt|dni|dni_aux   trainer.unroll   trainer.batch_size   trainer.lr   trainer.max_chars   trainer.eval_every

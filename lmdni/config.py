@@ -26,21 +26,29 @@ CHOICES = {
     "dni.head_input": HEAD_INPUTS,
     "dni.ablation": ("none", "shuffle"),
     "dni.fused": ("auto", "on", "off"),
-    "model.symbols": ("embedding", "binary"),
 }
-POSITIVE_INTS = ("model.hidden_size", "model.num_layers", "model.embedding_size", "trainer.unroll",
-                 "trainer.batch_size", "trainer.eval_every", "trainer.eval_batch_size", "dni.head_num_layers")
+POSITIVE_INTS = ("model.hidden_size", "model.embedding_size", "trainer.unroll", "trainer.batch_size",
+                 "trainer.eval_every", "trainer.eval_batch_size", "dni.head_num_layers")
 NON_NEGATIVE = ("trainer.lr", "trainer.clip", "trainer.patience", "dni.lr", "dni.scale", "dni.loss_weight",
-                "dni.aux_weight", "dni.head_hidden_size", "dni.head_rank", "dni.warmup_chars",
-                "model.dropout")
+                "dni.aux_weight", "dni.head_hidden_size", "dni.head_rank", "dni.warmup_chars")
+MODELS = {  # model.name -> (its own positive integers, its own non-negative numbers)
+    "lstm": (("model.num_layers",), ("model.dropout",)),
+    "hierarchical": (("model.slow_hidden_size", "model.slow_every", "model.message_size", "model.slow_windows"),
+                     ("model.interface_scale",)),
+}
 
 
-def _schema(name: str, **types) -> type:
+def _schema(class_name: str, **types) -> type:
     """A structured-config dataclass of these typed keys, none with a value of its own (`MISSING`)."""
-    return make_dataclass(name, [(key, kind, field(default=MISSING)) for key, kind in types.items()])
+    return make_dataclass(class_name, [(key, kind, field(default=MISSING)) for key, kind in types.items()])
 
 
-ModelSchema = _schema("ModelSchema", hidden_size=int, num_layers=int, embedding_size=int, dropout=float, symbols=str)
+# each model config (conf/model/*.yaml) names its schema first in its defaults list
+ModelSchema = _schema("ModelSchema", name=str, hidden_size=int, num_layers=int, embedding_size=int, dropout=float,
+                      symbols=str)
+HierarchicalSchema = _schema("HierarchicalSchema", name=str, hidden_size=int, embedding_size=int,
+                             slow_hidden_size=int, slow_every=int, message_size=int, slow_windows=int,
+                             interface_scale=float)
 TrainerSchema = _schema(
     "TrainerSchema", unroll=int, batch_size=int, lr=float, clip=float, max_chars=Optional[int],
     max_epochs=Optional[int], max_seconds=Optional[float], eval_every=int, eval_batch_size=int, patience=int,
@@ -49,24 +57,31 @@ DNISchema = _schema(
     "DNISchema", scale=float, lr=float, loss_weight=float, head_input=str, head_hidden_size=int, head_num_layers=int,
     head_rank=int, warmup_chars=int, aux_weight=float, aux_in_target=bool, ablation=str, fused=str)
 RunSchema = _schema("RunSchema", method=str, seed=int, device=str, threads=Optional[int], logger=Optional[str],
-                    model=ModelSchema, data=Any, trainer=TrainerSchema, dni=DNISchema)
+                    model=Any, data=Any, trainer=TrainerSchema, dni=DNISchema)
 
 
 def register_schema() -> None:
     """Called before Hydra composes conf/train.yaml (lmdni.cli, lmdni.run.compose_config)."""
     from hydra.core.config_store import ConfigStore
 
-    ConfigStore.instance().store(name="run_schema", node=RunSchema)
+    store = ConfigStore.instance()
+    store.store(name="run_schema", node=RunSchema)
+    store.store(group="model", name="lstm_schema", node=ModelSchema)
+    store.store(group="model", name="hierarchical_schema", node=HierarchicalSchema)
 
 
 def validate(cfg) -> None:
     """Ranges and choices (types were checked when the config was composed; this also serves configs read back
     from a checkpoint, which are untyped)."""
-    for key in POSITIVE_INTS:
+    model = cfg.model.get("name", "lstm")  # configs saved before models had names are LSTMs
+    if model not in MODELS:
+        raise ConfigError(f"model.name must be one of {', '.join(MODELS)}, got {model!r}")
+    positive, non_negative = MODELS[model]
+    for key in (*POSITIVE_INTS, *positive):
         value = OmegaConf.select(cfg, key)
         if isinstance(value, bool) or not isinstance(value, int) or value < 1:
             raise ConfigError(f"{key} must be an integer >= 1, got {value!r}")
-    for key in NON_NEGATIVE:
+    for key in (*NON_NEGATIVE, *non_negative):
         value = OmegaConf.select(cfg, key)
         if isinstance(value, bool) or not isinstance(value, (int, float)) or value < 0:
             raise ConfigError(f"{key} must be a non-negative number, got {value!r}")
@@ -78,9 +93,26 @@ def validate(cfg) -> None:
     for key in ("trainer.compile", "trainer.tf32", "dni.aux_in_target"):
         if not isinstance(OmegaConf.select(cfg, key), bool):
             raise ConfigError(f"{key} must be true or false, got {OmegaConf.select(cfg, key)!r}")
+    if model == "lstm" and cfg.model.symbols not in ("embedding", "binary"):
+        raise ConfigError(f"model.symbols must be embedding or binary, got {cfg.model.symbols!r}")
+    if model == "hierarchical":
+        validate_hierarchical(cfg)
     if cfg.dni.head_rank > 0 and cfg.dni.head_hidden_size > 0:
         raise ConfigError("dni.head_rank and dni.head_hidden_size exclude each other: a low-rank linear head or an MLP")
     if cfg.get("logger") not in (None, "tensorboard"):
         raise ConfigError(f"logger must be tensorboard or null, got {cfg.logger!r}")
     if cfg.device not in ("auto", "cpu", "cuda") and not str(cfg.device).startswith("cuda:"):
         raise ConfigError(f"device must be auto, cpu or cuda, got {cfg.device!r}")
+
+
+def validate_hierarchical(cfg) -> None:
+    if cfg.method == "dni_aux":
+        raise ConfigError("model=hierarchical trains with method=bptt or dni (DNI+Aux is for the LSTM core)")
+    if cfg.trainer.unroll % cfg.model.slow_every:
+        raise ConfigError(f"model=hierarchical: trainer.unroll ({cfg.trainer.unroll}) must be a multiple of "
+                          f"model.slow_every ({cfg.model.slow_every}): a window holds whole slow ticks")
+    if cfg.trainer.on_nonfinite != "stop":
+        raise ConfigError("model=hierarchical stops on a non-finite loss (trainer.on_nonfinite=stop)")
+    if cfg.trainer.precision != "fp32" or cfg.trainer.compile:
+        raise ConfigError("model=hierarchical runs in fp32 without compile (trainer.precision=fp32, "
+                          "trainer.compile=false)")

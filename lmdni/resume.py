@@ -41,6 +41,7 @@ def snapshot(trainer) -> dict:
         "rng": trainer.dist.gather_objects(_rng_state(trainer.device)),  # one per rank
         "interval": trainer.dist.gather_objects(_interval(trainer)),  # one per rank
         "vocab": trainer.task.vocab,
+        "procedure": trainer.procedure.state_dict() if trainer.procedure is not None else None,
         "config": OmegaConf.to_container(trainer.cfg, resolve=True),
     }
 
@@ -68,6 +69,8 @@ def restore(trainer, payload: dict) -> None:
     if state is not None:
         rows = trainer.dist.columns(state.shape[0])  # this rank's columns of the carried state
         trainer.state = state[rows].to(trainer.device)
+    if trainer.procedure is not None and payload.get("procedure") is not None:
+        trainer.procedure.load_state_dict(payload["procedure"], trainer.device)
     trainer.chars, trainer.step = payload["chars"], payload["step"]
     trainer.train_seconds = payload["train_seconds"]
     stopping = payload["early_stopping"]

@@ -25,9 +25,14 @@ def seed_everything(seed: int) -> None:
     torch.manual_seed(seed)
 
 
-def build_model(cfg, vocab_size: int) -> LSTMCore:
+def build_model(cfg, vocab_size: int):
     m = cfg.model
     with_head = cfg.method != "bptt"
+    if m.get("name", "lstm") == "hierarchical":
+        from .hierarchical import HierarchicalCore
+
+        return HierarchicalCore(vocab_size, m.hidden_size, m.slow_hidden_size, m.slow_every, m.message_size,
+                                m.embedding_size, heads=with_head)
     return LSTMCore(vocab_size, m.hidden_size, m.num_layers, m.embedding_size, m.dropout,
                     sg_hidden_size=cfg.dni.head_hidden_size if with_head else None,
                     sg_num_layers=cfg.dni.head_num_layers, aux_head=cfg.method == "dni_aux",
@@ -69,6 +74,8 @@ def build_trainer(cfg, out_dir, distributed=None, corpus=None):
         torch.set_num_threads(int(cfg.threads))
     distributed = distributed or Distributed()
     device = distributed.init(resolve_device(str(cfg.device)))
+    if distributed.enabled and cfg.model.get("name", "lstm") == "hierarchical":
+        raise ConfigError("model=hierarchical trains in one process (no data-parallel runs yet)")
     task = build_task(cfg, distributed, corpus)
     seed_everything(cfg.seed)
     model = build_model(cfg, task.vocab_size).to(device)

@@ -24,11 +24,20 @@ from .boundary import (aux_loss, backward_window, bootstrapped_target, injected_
 from .distributed import Distributed
 from .errors import DivergenceError, LmdniError
 from .evaluate import bits_per_character
-from .metrics import MetricsLog
+from .metrics import MetricsLog, peak_rss_mb
 from .resume import restore, snapshot
 from .speed import configure_tf32, window_forward
 
 log = logging.getLogger(__name__)
+
+
+def two_timescale_procedure(cfg, model, synthetic_gradients: bool):
+    if not getattr(model, "two_timescale", False):
+        return None
+    from .hierarchical_training import TwoTimescaleTraining
+
+    return TwoTimescaleTraining(model, int(cfg.model.slow_windows), float(cfg.dni.scale),
+                                float(cfg.model.interface_scale), float(cfg.dni.loss_weight), synthetic_gradients)
 
 
 class Interrupted(LmdniError):
@@ -57,7 +66,9 @@ class Trainer:
             groups.append({"params": self.head_params, "lr": cfg.dni.lr})
         self.optimizer = torch.optim.Adam(groups, fused=True)
         self.params = self.core_params + self.head_params
-        self.fused = resolve_fused(cfg.dni.fused, device, head) if self.dni else False
+        # a model with its own window procedure (two timescales: lmdni.hierarchical_training) trains through it
+        self.procedure = two_timescale_procedure(cfg, model, self.dni)
+        self.fused = resolve_fused(cfg.dni.fused, device, head) if self.dni and not self.procedure else False
         # forward + loss; bf16 autocast, TF32 and torch.compile are opt-in (lmdni.speed)
         configure_tf32(bool(tc.get("tf32", False)), device)
         self.forward = window_forward(model, device, tc.get("precision", "fp32"), bool(tc.get("compile", False)))
@@ -84,11 +95,18 @@ class Trainer:
         x, y = x.to(self.device, non_blocking=True), y.to(self.device, non_blocking=True)
         if starts_pass or self.state is None:
             self.state = self.model.initial_state(x.shape[1], self.device)
-        start = self.state.detach().requires_grad_(self.dni)
         if mask is not None:  # the task counts only some targets (masked loss); n stays B×T (the SG's units)
             mask = mask.to(self.device, non_blocking=True)
-        out, loss_sum = self.forward(x, y, mask, start, self.dni)
         n_tokens = y.numel()
+        if self.procedure is not None:
+            self.optimizer.zero_grad(set_to_none=True)
+            next_state, loss_sum, sg_loss = self.procedure.train_window(x, y, mask, self.state, ends_pass,
+                                                                        warm=self.chars >= self.warmup_chars)
+            self._sg_loss += sg_loss
+            self._update(next_state, loss_sum, n_tokens)
+            return
+        start = self.state.detach().requires_grad_(self.dni)
+        out, loss_sum = self.forward(x, y, mask, start, self.dni)
         # costs a sync per window, so only when asked for; collective, so that all ranks skip the same window
         if self.skip_nonfinite and self.dist.any(not bool(torch.isfinite(loss_sum)), self.device):
             log.warning("skipping window at step %d: non-finite loss; state reset", self.step)
@@ -101,10 +119,14 @@ class Trainer:
             self._dni_backward(start, out, loss_sum, n_tokens, ends_pass)
         else:
             (loss_sum / n_tokens).backward()
+        self._update(out.state.detach(), loss_sum, n_tokens)
+
+    def _update(self, next_state, loss_sum, n_tokens: int) -> None:
+        """The window's optimizer step (the core and the SG heads) and bookkeeping, its gradients filled."""
         self.dist.average_gradients(self.params)
         self._grad_norm += self._core_grad_norm()
-        self.optimizer.step()  # the core and the SG head
-        self.state = out.state.detach()
+        self.optimizer.step()
+        self.state = next_state
         self.task.observe(loss_sum)
         self._nats += loss_sum.detach()
         self._count += n_tokens
@@ -227,6 +249,8 @@ class Trainer:
             record["aux_loss"] = float(self._aux_loss) / max(self._windows, 1)
         if self.device.type == "cuda":
             record["peak_memory_mb"] = torch.cuda.max_memory_allocated(self.device) / 2**20
+        else:
+            record["peak_rss_mb"] = peak_rss_mb()
         improved = self.task.better(score, self.best_score)
         self.evals += 1
         if improved:

@@ -95,7 +95,7 @@ def test_resume_is_bitwise_identical_to_an_uninterrupted_run(tmp_path, text_file
     for key, value in a["model"].items():
         assert torch.equal(value, b["model"][key]), key
     assert torch.equal(a["state"], b["state"])
-    drop = ("seconds", "chars_per_sec")
+    drop = ("seconds", "chars_per_sec", "peak_rss_mb")
     strip = lambda records: [{k: v for k, v in r.items() if k not in drop} for r in records]  # noqa: E731
     assert strip(read_metrics(whole / "metrics.jsonl")) == strip(read_metrics(parts / "metrics.jsonl"))
 
@@ -264,10 +264,19 @@ def test_resuming_a_run_of_another_shape_is_a_one_line_error(two_runs):
     assert "Traceback" not in result.stderr
 
 
-@pytest.mark.parametrize("preset,data", [("cpu_ptb", "ptb"), ("paper_ptb", "ptb"), ("paper_copy", "copy")])
+@pytest.mark.parametrize("preset,data", [("cpu_ptb", "ptb"), ("paper_ptb", "ptb"), ("paper_copy", "copy"),
+                                         ("unroll_ptb", "ptb")])
 def test_experiment_presets_compose(preset, data):
     cfg = compose([f"+experiment={preset}"])
     assert cfg.data.name == data and cfg.model.hidden_size >= 256
+
+
+@pytest.mark.parametrize("arm,method,unroll", [("bptt_T8", "bptt", 8), ("bptt_T20", "bptt", 20),
+                                              ("bptt_T40", "bptt", 40), ("dni_T8", "dni", 8), ("dni_aux_T8", "dni_aux", 8)])
+def test_unroll_comparison_arms_set_method_and_unroll_and_keep_the_regime(arm, method, unroll):
+    cfg = compose(["+experiment=unroll_ptb", f"+arm={arm}"])
+    assert (cfg.method, cfg.trainer.unroll) == (method, unroll)
+    assert (cfg.trainer.batch_size, cfg.model.hidden_size, cfg.trainer.max_chars) == (16, 256, 15_000_000)
 
 
 @pytest.mark.parametrize("symbols", ["embedding", "binary"])

@@ -30,7 +30,7 @@ def test_the_readme_usage_commands_run(tmp_path):
         program, args = words[0], words[1:]
         if program == "lmdni-train" and "--help" not in args:
             where = (f"hydra.sweep.dir={tmp_path / 'sweep'}" if "-m" in args else
-                     f"hydra.run.dir={tmp_path / ('dni' if 'method=dni' in args else f'run{number}')}")
+                     f"hydra.run.dir={tmp_path / ('dni' if args == ['method=dni', 'trainer.unroll=4'] else f'run{number}')}")
             args = [*args, *small, where]
         if program == "lmdni-compare":
             args = [*args, "--out", str(tmp_path / "plots")]

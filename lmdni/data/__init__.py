@@ -12,7 +12,8 @@ import torch
 from ..errors import DataError
 from .ptb import load_ptb_chars
 from .stream import TrainStream, eval_columns
-from .text import load_text_chars
+from .generated import lag_text
+from .text import load_text_chars, split_text
 from .wikipedia import DATASETS as WIKIPEDIA, load_bytes_corpus
 
 log = logging.getLogger(__name__)
@@ -60,11 +61,14 @@ def load_corpus(cfg) -> Corpus:
         splits = load_ptb_chars(cfg.get("root"), download=cfg.get("download", True))
     elif cfg.name == "text":
         splits = load_text_chars(cfg.get("path"), cfg.valid_fraction, cfg.test_fraction)
+    elif cfg.name == "lag":  # generated: dependencies of known spans (lmdni.data.generated)
+        text = lag_text(int(cfg.chars), spans=tuple(cfg.spans), density=float(cfg.density), seed=int(cfg.seed))
+        splits = split_text(text, cfg.valid_fraction, cfg.test_fraction, "data=lag")
     elif cfg.name in WIKIPEDIA:  # 100M characters: straight to tensors, no lists of symbols
         return Corpus(*load_bytes_corpus(cfg.name, cfg.get("root"), cfg.get("download", True),
                                          int(cfg.valid_chars), int(cfg.test_chars)))
     else:
-        raise DataError(f"unknown data set {cfg.name!r}: use data=ptb, text, text8 or enwik8")
+        raise DataError(f"unknown data set {cfg.name!r}: use data=ptb, text, lag, text8 or enwik8")
     return build_corpus(splits)
 
 

@@ -1,0 +1,138 @@
+"""A two-timescale hierarchical language model: a fast LSTM that reads every character and a slow LSTM that ticks
+every `slow_every` characters, talking to each other (`model=hierarchical`; the DNI paper's multi-network system).
+
+    characters   x0  x1  x2  x3 | x4  x5  x6  x7 | ...          (slow_every = 4)
+    fast core    f0  f1  f2  f3 | f4  f5  f6  f7 | ...          reads [embedding(x_t), context]
+    message                  m0 |             m1 |              m = message(fast output at the tick)
+    slow core                s1 <-------------s2 <- ...         one LSTMCell step per message
+    context      c0  c0  c0  c0 | c1  c1  c1  c1 | ...          c = the slow core's latest h (c0: its start)
+
+The fast core predicts the next character; the slow core's only task is to hand the fast core a context that helps,
+so its loss is the fast core's loss, reached through the contexts it supplied, and what it can keep depends on the
+messages the fast core sends it. The state carried between windows is one flat (batch, state_size) tensor,
+[fast h, fast c, slow h, slow c, phase], phase being the characters read since the slow core's last tick, so any
+chunking (evaluation, sampling one character at a time) ticks at the same characters.
+
+How the two cores are trained on their own schedules, with synthetic gradients at their time boundaries and on the
+interface between them, is `lmdni.hierarchical_training`. This module is the model: `unroll` runs a window and, for
+training, records what crossed the interface.
+"""
+from __future__ import annotations
+
+from typing import NamedTuple
+
+import torch
+from torch import nn
+
+from .model import CoreOutput, SyntheticGradientHead
+
+
+class Interface(NamedTuple):
+    """What crossed between the cores in one window (training only)."""
+    messages: list  # (B, message) per tick, in the window's graph
+    slow_before: list  # (B, 2·slow) the slow state each message was read with, detached
+    contexts: list  # (B, slow) the context read by each segment, in the graph (`.grad` kept after backward)
+
+
+class HierarchicalCore(nn.Module):
+    two_timescale = True  # the trainer hands its windows to lmdni.hierarchical_training
+
+    def __init__(self, vocab_size: int, hidden_size: int, slow_hidden_size: int, slow_every: int,
+                 message_size: int, embedding_size: int = 128, heads: bool = False):
+        """`heads`: the synthetic-gradient heads (method=dni): one per core's time boundary (linear on the state,
+        c squashed by tanh as for the LSTM core) and one for the interface, which predicts, from a message and the
+        slow state that read it, the gradient of the slow core's future loss with respect to the message. Every
+        head's output layer starts at zero: a fresh system trains as plain truncation."""
+        super().__init__()
+        if slow_every < 1:
+            raise ValueError(f"slow_every must be >= 1, got {slow_every}")
+        self.vocab_size, self.hidden_size, self.slow_hidden_size = vocab_size, hidden_size, slow_hidden_size
+        self.slow_every, self.message_size = slow_every, message_size
+        self.embedding = nn.Embedding(vocab_size, embedding_size)
+        self.fast = nn.LSTM(embedding_size + slow_hidden_size, hidden_size)
+        self.message = nn.Linear(hidden_size, message_size)
+        self.slow = nn.LSTMCell(message_size, slow_hidden_size)
+        self.decoder = nn.Linear(hidden_size, vocab_size)
+        self.synthetic_gradient = None
+        if heads:
+            interface = nn.Linear(message_size + 2 * slow_hidden_size, message_size)
+            nn.init.zeros_(interface.weight)
+            nn.init.zeros_(interface.bias)
+            self.synthetic_gradient = nn.ModuleDict({"fast": SyntheticGradientHead(2 * hidden_size),
+                                                     "slow": SyntheticGradientHead(2 * slow_hidden_size),
+                                                     "interface": interface})
+
+    # ------------------------------------------------------------------------------------------------ the state
+    @property
+    def state_size(self) -> int:
+        return 2 * self.hidden_size + 2 * self.slow_hidden_size + 1
+
+    def initial_state(self, batch_size: int, device=None) -> torch.Tensor:
+        return torch.zeros(batch_size, self.state_size, device=device, dtype=self.decoder.weight.dtype)
+
+    def split(self, state: torch.Tensor):
+        """(fast (B, 2F), slow (B, 2S), phase (B, 1))."""
+        fast = 2 * self.hidden_size
+        return state[:, :fast], state[:, fast:-1], state[:, -1:]
+
+    @staticmethod
+    def squashed(state: torch.Tensor) -> torch.Tensor:
+        """A head's input: (h, tanh c), bounded as c grows (what `dni.head_input=squashed` does for the LSTM)."""
+        h, c = state.chunk(2, 1)
+        return torch.cat([h, torch.tanh(c)], 1)
+
+    # ------------------------------------------------------------------------------------------------ the model
+    def forward(self, inputs: torch.Tensor, state: torch.Tensor, with_synthetic_gradient: bool = False) -> CoreOutput:
+        """Evaluation and sampling: logits and the next state (the heads are the training procedure's)."""
+        logits, final, _ = self.unroll(inputs, state)
+        return CoreOutput(logits, final, None, None)
+
+    def unroll(self, inputs: torch.Tensor, state: torch.Tensor, record: bool = False):
+        """inputs (T, B). Returns (logits (T, B, V), final state, Interface or None).
+
+        `record` (training): the messages and the contexts the fast core reads are returned, in the graph, each
+        context keeping its gradient (pass a `state` that requires grad), so that one backward gives the fast core
+        the exact gradient of the window's loss, the paths through the slow core inside the window included, and
+        tells the training procedure how much of that loss each context carried (the slow core's signal)."""
+        fast, slow, phase = self.split(state)
+        ticks_done = int(phase[0].item()) if phase.numel() else 0
+        if record:
+            interface = Interface([], [], [])
+        h, c = (t.unsqueeze(0).contiguous() for t in fast.chunk(2, 1))
+        slow_h, slow_c = slow.chunk(2, 1)
+        embedded = self.embedding(inputs)
+        outputs, t, steps = [], 0, inputs.shape[0]
+        while t < steps:
+            n = min(self.slow_every - ticks_done, steps - t)
+            context = slow_h
+            if record:
+                context = slow_h.clone()  # a node of its own: its .grad is what the fast core's reading of it got
+                context.retain_grad()
+                interface.contexts.append(context)
+            segment = torch.cat([embedded[t:t + n], context.unsqueeze(0).expand(n, -1, -1)], 2)
+            out, (h, c) = self.fast(segment, (h, c))
+            outputs.append(out)
+            t, ticks_done = t + n, ticks_done + n
+            if ticks_done == self.slow_every:
+                message = self.message(out[-1])
+                if record:
+                    interface.messages.append(message)
+                    interface.slow_before.append(torch.cat([slow_h, slow_c], 1).detach())
+                slow_h, slow_c = self.slow(message, (slow_h, slow_c))
+                ticks_done = 0
+        output = torch.cat(outputs)
+        phase = torch.full_like(phase, ticks_done)
+        final = torch.cat([h[0], c[0], slow_h, slow_c, phase], 1)
+        return self.decoder(output), final, interface if record else None
+
+    def slow_steps(self, start: torch.Tensor, messages: list):
+        """The slow core alone, from `start` (B, 2S) over `messages`: the h after each tick (the contexts it
+        hands the fast core) and the state after each tick. The training procedure reruns a slow window with
+        this to backpropagate the slow core's loss through all of it at once."""
+        slow_h, slow_c = start.chunk(2, 1)
+        contexts, states = [slow_h], []
+        for message in messages:
+            slow_h, slow_c = self.slow(message, (slow_h, slow_c))
+            contexts.append(slow_h)
+            states.append((slow_h, slow_c))
+        return contexts, states

@@ -1,0 +1,215 @@
+"""The two-timescale system (lmdni.hierarchical, lmdni.hierarchical_training): the equivalences it must satisfy."""
+import copy
+
+import pytest
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from lmdni import trainer as trainer_module
+from lmdni.errors import ConfigError
+from lmdni.hierarchical import HierarchicalCore
+from lmdni.hierarchical_training import TwoTimescaleTraining
+from lmdni.metrics import MetricsLog, read_metrics
+from lmdni.resume import restore
+
+from .conftest import compose
+
+V, FAST, SLOW, MESSAGE, EVERY = 7, 10, 6, 4, 2
+T, B, W = 4, 3, 3  # unroll (2 ticks a window), batch, fast windows in the slow window
+HIERARCHICAL = ["model=hierarchical", "model.slow_every=3", "model.slow_hidden_size=10", "model.message_size=5",
+                "model.slow_windows=3"]
+
+
+def make_model(heads=True):
+    torch.manual_seed(0)
+    return HierarchicalCore(V, FAST, SLOW, EVERY, MESSAGE, embedding_size=5, heads=heads).double()
+
+
+def sequence(steps):
+    seq = torch.randint(V, (steps + 1, B), generator=torch.Generator().manual_seed(1))
+    return seq[:-1].split(T), seq[1:].split(T)
+
+
+def start_state(model):
+    state = torch.randn(B, model.state_size, dtype=torch.double, generator=torch.Generator().manual_seed(2))
+    state[:, -1] = 0  # phase: a window starts on a tick boundary
+    return state
+
+
+def core_names(model):
+    return [n for n, _ in model.named_parameters() if not n.startswith("synthetic_gradient")]
+
+
+class Oracle(nn.Module):
+    """A stand-in head: returns the given output for an input equal to a given one, zeros otherwise."""
+
+    def __init__(self, pairs, out_size):
+        super().__init__()
+        self.pairs, self.out_size = pairs, out_size
+        self.anchor = nn.Parameter(torch.zeros((), dtype=torch.double))  # so that its regression has a graph
+
+    def forward(self, x):
+        for given, output in self.pairs:
+            if given.shape == x.shape and torch.allclose(given, x, rtol=0, atol=1e-13):
+                return output + 0 * self.anchor
+        return torch.zeros(x.shape[0], self.out_size, dtype=x.dtype) + 0 * self.anchor
+
+
+def test_oracle_synthetic_gradients_recover_full_backprop_through_both_cores():
+    """Fast SG = the true gradient of all later loss w.r.t. the fast state at each window's end, interface SG = the
+    true gradient each message gets from later windows through the slow core: the fast core's updates summed over
+    the windows, and the slow core's update at its window's end, equal backpropagation through the whole sequence."""
+    model, (xs, ys) = make_model(), sequence(W * T)
+    state0 = start_state(model)
+
+    full = copy.deepcopy(model)
+    state, losses, finals, interfaces = state0.clone().requires_grad_(), [], [], []
+    for x, y in zip(xs, ys):
+        logits, state, interface = full.unroll(x, state, record=True)
+        losses.append(F.cross_entropy(logits.reshape(-1, V), y.reshape(-1), reduction="sum"))
+        finals.append(state)
+        interfaces.append(interface)
+    params = dict(full.named_parameters())
+    g_full = dict(zip(core_names(full), torch.autograd.grad(sum(losses), [params[n] for n in core_names(full)],
+                                                            retain_graph=True)))
+    procedure = TwoTimescaleTraining(model, slow_windows=W, scale=1.0, interface_scale=1.0)
+    fast_pairs, interface_pairs = [], []
+    for i in range(W - 1):
+        later = torch.autograd.grad(sum(losses[i + 1:]), finals[i], retain_graph=True)[0]
+        fast_pairs.append((model.squashed(finals[i][:, :2 * FAST].detach()), later[:, :2 * FAST]))
+        # a message's later gradient through the slow core alone (the paths that come back into the fast core
+        # inside the window are the window's own backward's: it carries the injected gradient along them)
+        slow_start = (state0 if i == 0 else finals[i - 1])[:, 2 * FAST:-1].detach()
+        leaves = [m.detach().requires_grad_() for m in interfaces[i].messages]
+        _, states = model.slow_steps(slow_start, leaves)
+        got = torch.autograd.grad(torch.cat(states[-1], 1), leaves, later[:, 2 * FAST:-1])
+        key = procedure._interface_input([m.detach() for m in interfaces[i].messages], interfaces[i].slow_before)
+        interface_pairs.append((key, torch.cat(got)))
+    model.synthetic_gradient["fast"] = Oracle(fast_pairs, 2 * FAST)
+    model.synthetic_gradient["interface"] = Oracle(interface_pairs, MESSAGE)
+    procedure.heads = model.synthetic_gradient
+
+    regressed = []  # (prediction, target) of every head regression, in call order
+    procedure._regress = lambda prediction, target: regressed.append((prediction, target)) or torch.zeros(())
+    state, n = state0, T * B
+    summed = {name: torch.zeros_like(p) for name, p in model.named_parameters() if name in g_full}
+    for i, (x, y) in enumerate(zip(xs, ys)):
+        model.zero_grad(set_to_none=True)
+        state, _, _ = procedure.train_window(x, y, None, state, ends_pass=i == W - 1)
+        for name, p in model.named_parameters():
+            if name in summed and p.grad is not None:
+                summed[name] += p.grad * (n if not name.startswith("slow.") else W * n)
+    for name in g_full:
+        torch.testing.assert_close(summed[name], g_full[name], rtol=1e-9, atol=1e-11, msg=name)
+    # the interface head's target, formed by the slow core's backward, is that true later gradient
+    interface_target = regressed[-1][1]
+    torch.testing.assert_close(interface_target[:B * 2 * (W - 1)], torch.cat([out for _, out in interface_pairs]),
+                               rtol=1e-9, atol=1e-12)
+    assert torch.count_nonzero(interface_target[B * 2 * (W - 1):]) == 0  # the last window's: no later windows
+    # and without the oracles (plain truncation at both boundaries) the fast core's gradient is not the full one
+    plain = TwoTimescaleTraining(make_model(heads=False), slow_windows=W, scale=1.0, interface_scale=1.0,
+                                 synthetic_gradients=False)
+    state, gap = state0, torch.zeros(())
+    for i, (x, y) in enumerate(zip(xs, ys)):
+        plain.model.zero_grad(set_to_none=True)
+        state, _, _ = plain.train_window(x, y, None, state, ends_pass=i == W - 1)
+        gap = gap + plain.model.fast.weight_hh_l0.grad * n
+    assert (gap - g_full["fast.weight_hh_l0"]).abs().max() > 1e-6
+
+
+def test_evaluation_in_any_chunking_ticks_at_the_same_characters():
+    model, (xs, _) = make_model(heads=False), sequence(3 * T + 1)
+    x = torch.cat(xs)
+    whole = model(x, start_state(model)).logits
+    state, pieces = start_state(model), []
+    for part in x.split([1, 2, 3, 1, 4, 2]):
+        out = model(part, state)
+        pieces.append(out.logits)
+        state = out.state
+    torch.testing.assert_close(torch.cat(pieces), whole, rtol=1e-12, atol=1e-12)
+
+
+def test_zero_scales_train_exactly_as_plain_truncation(tmp_path, tiny_trainer):
+    """method=dni with every SG scaled to 0: the heads learn, nothing is injected, and the cores follow plain
+    truncation (method=bptt) exactly, the slow core on its own schedule in both."""
+    runs = {}
+    for method, extra in (("bptt", []), ("dni", ["dni.scale=0", "model.interface_scale=0"])):
+        trainer = tiny_trainer(tmp_path / method, method, [*HIERARCHICAL, "dni.lr=0.01", *extra])
+        for _ in range(9):
+            trainer.train_window()
+        runs[method] = trainer
+    bptt, dni = (dict(runs[m].model.named_parameters()) for m in ("bptt", "dni"))
+    for name, value in bptt.items():
+        assert torch.equal(value, dni[name]), name
+    heads = runs["dni"].model.synthetic_gradient
+    assert all(torch.count_nonzero(heads[k].weight if k == "interface" else heads[k].output.weight) > 0
+               for k in ("fast", "slow", "interface"))
+
+
+def test_slow_core_is_updated_once_per_slow_window(tmp_path, tiny_trainer):
+    trainer = tiny_trainer(tmp_path, "dni", HIERARCHICAL)
+    slow = trainer.model.slow.weight_hh
+    seen = [slow.detach().clone()]
+    for _ in range(6):
+        trainer.train_window()
+        seen.append(slow.detach().clone())
+    changed = [not torch.equal(a, b) for a, b in zip(seen, seen[1:])]
+    assert changed == [False, False, True, False, False, True]
+
+
+def test_resume_mid_slow_window_is_bitwise(tmp_path, tiny_trainer):
+    settings = [*HIERARCHICAL, "trainer.eval_every=120", "trainer.max_chars=360", "dni.lr=0.01"]
+    (tmp_path / "whole").mkdir(), (tmp_path / "parts").mkdir()
+    whole = tiny_trainer(tmp_path / "whole", "dni", settings)
+    whole.train(MetricsLog(tmp_path / "whole" / "metrics.jsonl"))
+    first = tiny_trainer(tmp_path / "parts", "dni", settings)
+    original = first.train_window
+
+    def stop_inside_a_slow_window():
+        original()
+        if first.step == 17:  # 17 = 5 slow windows of 3 and 2 fast windows into the sixth
+            first.request_stop()
+
+    first.train_window = stop_inside_a_slow_window
+    with pytest.raises(trainer_module.Interrupted):
+        first.train(MetricsLog(tmp_path / "parts" / "metrics.jsonl"))
+    second = tiny_trainer(tmp_path / "parts", "dni", settings)
+    restore(second, torch.load(tmp_path / "parts" / "last.pt", weights_only=True))
+    second.train(MetricsLog(tmp_path / "parts" / "metrics.jsonl"))
+    for name, value in whole.model.state_dict().items():
+        assert torch.equal(value, second.model.state_dict()[name]), name
+    drop = ("seconds", "chars_per_sec", "peak_rss_mb")
+    strip = lambda path: [{k: v for k, v in r.items() if k not in drop} for r in read_metrics(path)]  # noqa: E731
+    assert strip(tmp_path / "parts" / "metrics.jsonl") == strip(tmp_path / "whole" / "metrics.jsonl")
+
+
+@pytest.mark.parametrize("overrides, message", [
+    (["trainer.unroll=5"], "must be a multiple of model.slow_every"),
+    (["method=dni_aux"], "method=bptt or dni"),
+    (["model.slow_windows=0"], "model.slow_windows must be an integer >= 1"),
+])
+def test_hierarchical_settings_are_checked(overrides, message):
+    from lmdni.config import validate
+
+    cfg = compose(["model=hierarchical", "trainer.unroll=8", *overrides])
+    with pytest.raises(ConfigError, match=message):
+        validate(cfg)
+
+
+def test_command_line_trains_evaluates_samples_and_compares_it(tmp_path, text_file):
+    from .test_cli import TINY, run
+
+    out = tmp_path / "hier"
+    common = ["lmdni", "model=hierarchical", "method=dni", "data=text", f"data.path={text_file}", *TINY,
+              "model.slow_every=2", "model.slow_hidden_size=12", "model.message_size=4", "model.slow_windows=2",
+              f"hydra.run.dir={out}"]
+    trained = run(common)
+    assert trained.returncode == 0, trained.stderr[-1500:]
+    assert (out / "results.json").is_file() and (out / "best.pt").is_file()
+    evaluated = run(["lmdni.cli_eval", str(out), "--split", "valid"])
+    assert evaluated.returncode == 0 and '"bpc"' in evaluated.stdout, evaluated.stderr[-1500:]
+    sampled = run(["lmdni.sample", str(out), "--prime", "the ", "--length", "20", "--seed", "1"])
+    assert sampled.returncode == 0 and sampled.stdout.startswith("the "), sampled.stderr[-1500:]
+    compared = run(["lmdni.compare", str(out), "--no-plot"])
+    assert compared.returncode == 0 and "dni (hierarchical)" in compared.stdout
