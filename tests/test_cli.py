@@ -136,6 +136,11 @@ def test_compare_table_and_plots(two_runs, tmp_path):
     assert "1,008" in rows[0]  # reaches the (trivial) target at the first evaluation
     for name in ("valid_bpc_vs_chars.png", "valid_bpc_vs_seconds.png"):
         assert (tmp_path / name).read_bytes()[:4] == b"\x89PNG"
+    # the target taken from a run (its best valid BPC) and the ratios to a reference run, on these tiny runs
+    ratios = run(["lmdni.compare", str(two_runs), "--target", "bptt", "--reference", "bptt", "--out", str(tmp_path)])
+    assert ratios.returncode == 0, ratios.stderr
+    bptt_row = next(line for line in ratios.stdout.splitlines() if line.startswith("| bptt"))
+    assert bptt_row.rstrip().endswith("| 1.00 | 1.00 |") and "chars ratio to bptt" in ratios.stdout
 
 
 def test_sample_is_reproducible_and_rejects_unknown_characters(two_runs):
