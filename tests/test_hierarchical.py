@@ -1,5 +1,8 @@
 """The two-timescale system (lmdni.hierarchical, lmdni.hierarchical_training): the equivalences it must satisfy."""
 import copy
+import subprocess
+import sys
+from pathlib import Path
 
 import pytest
 import torch
@@ -213,3 +216,9 @@ def test_command_line_trains_evaluates_samples_and_compares_it(tmp_path, text_fi
     assert sampled.returncode == 0 and sampled.stdout.startswith("the "), sampled.stderr[-1500:]
     compared = run(["lmdni.compare", str(out), "--no-plot"])
     assert compared.returncode == 0 and "dni (hierarchical)" in compared.stdout
+    script = Path(__file__).resolve().parents[1] / "scripts" / "hierarchical_fidelity.py"
+    probed = subprocess.run([sys.executable, str(script), str(out), "--slow-windows", "2"], capture_output=True,
+                            text=True)
+    assert probed.returncode == 0, probed.stderr[-1500:]
+    rows = [line.split("|")[2].strip() for line in probed.stdout.splitlines() if line.startswith("| hier")]
+    assert rows == ["fast", "slow", "interface"]
