@@ -244,7 +244,8 @@ class Trainer:
         record["grad_norm"] = float(self._grad_norm) / max(self._windows, 1)  # mean, before clipping
         if self.dni:
             record["sg_loss"] = float(self._sg_loss) / max(self._windows, 1)
-            record["sg_cosine"] = float(self._sg_cos) / max(self._cos_samples, 1)
+            if self.procedure is None:  # two timescales: its heads' agreement is scripts/hierarchical_fidelity.py's
+                record["sg_cosine"] = float(self._sg_cos) / max(self._cos_samples, 1)
         if self.aux:
             record["aux_loss"] = float(self._aux_loss) / max(self._windows, 1)
         if self.device.type == "cuda":
