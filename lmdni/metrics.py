@@ -11,8 +11,23 @@ import sys
 from pathlib import Path
 
 
+def process_memory_mb(field: str) -> float | None:
+    """A memory field of /proc/self/status (VmRSS: resident now; VmHWM: peak) in MiB; None without /proc."""
+    status = Path("/proc/self/status")
+    if not status.is_file():
+        return None
+    for line in status.read_text().splitlines():
+        if line.startswith(field + ":"):
+            return int(line.split()[1]) / 1024
+    return None
+
+
 def peak_rss_mb() -> float:
-    """The process's peak resident memory so far (MiB): on CPU, what a run at this batch and unroll needed."""
+    """The process's peak resident memory so far (MiB): on CPU, what a run at this batch and unroll needed. VmHWM
+    where there is /proc (getrusage's ru_maxrss carries a parent's peak across exec), ru_maxrss elsewhere."""
+    peak = process_memory_mb("VmHWM")
+    if peak is not None:
+        return peak
     peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss  # KiB on Linux, bytes on macOS
     return peak / 2**20 if sys.platform == "darwin" else peak / 2**10
 

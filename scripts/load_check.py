@@ -30,10 +30,12 @@ def generate(name: str, path: Path, size: int = 100_000_000) -> None:
 
 def peak_rss_mb() -> float:
     """VmHWM: this process's peak resident memory (getrusage's ru_maxrss would carry the parent's across exec)."""
-    for line in Path("/proc/self/status").read_text().splitlines():
-        if line.startswith("VmHWM:"):
-            return int(line.split()[1]) / 1024
-    raise RuntimeError("no VmHWM in /proc/self/status")
+    from lmdni.metrics import process_memory_mb
+
+    value = process_memory_mb("VmHWM")
+    if value is None:
+        raise RuntimeError("no VmHWM in /proc/self/status")
+    return value
 
 
 def measure(name: str, root: Path, pin: bool, hidden: int = 0) -> None:

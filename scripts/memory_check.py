@@ -8,17 +8,18 @@ from __future__ import annotations
 
 import argparse
 import sys
-from pathlib import Path
 
 import torch
 
 
 
 def rss_mb() -> float:
-    for line in Path("/proc/self/status").read_text().splitlines():
-        if line.startswith("VmRSS:"):
-            return int(line.split()[1]) / 1024
-    raise RuntimeError("no VmRSS in /proc/self/status")
+    from lmdni.metrics import process_memory_mb
+
+    value = process_memory_mb("VmRSS")
+    if value is None:
+        raise RuntimeError("no VmRSS in /proc/self/status")
+    return value
 
 
 def main():

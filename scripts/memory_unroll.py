@@ -18,10 +18,12 @@ from pathlib import Path
 
 
 def status_mb(field: str) -> float:
-    for line in Path("/proc/self/status").read_text().splitlines():
-        if line.startswith(field + ":"):
-            return int(line.split()[1]) / 1024
-    raise RuntimeError(f"no {field} in /proc/self/status")
+    from lmdni.metrics import process_memory_mb
+
+    value = process_memory_mb(field)
+    if value is None:
+        raise RuntimeError(f"no {field} in /proc/self/status")
+    return value
 
 
 def measure(method: str, unroll: int, hidden: int, batch: int, windows: int) -> dict:
