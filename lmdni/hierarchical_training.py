@@ -164,3 +164,11 @@ class TwoTimescaleTraining:
         self.messages = [[move(m) for m in window] for window in payload["messages"]]
         self.reads = [[move(r) for r in window] for window in payload["reads"]]
         self.tokens = int(payload["tokens"])
+
+
+def two_timescale_procedure(cfg, model, synthetic_gradients: bool) -> TwoTimescaleTraining | None:
+    """The window procedure of a model that has one (model=hierarchical), else None (the trainer's own)."""
+    if not getattr(model, "two_timescale", False):
+        return None
+    return TwoTimescaleTraining(model, int(cfg.model.slow_windows), float(cfg.dni.scale),
+                                float(cfg.model.interface_scale), float(cfg.dni.loss_weight), synthetic_gradients)

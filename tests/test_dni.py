@@ -386,3 +386,42 @@ def test_warmup_injects_nothing_while_the_head_learns_then_injects(tmp_path, tin
     bptt.train_window()
     warm.train_window()
     assert any(not torch.equal(p, core(warm)[name]) for name, p in core(bptt).items())
+
+
+def test_discount_sets_the_target_and_scale_the_injection(tmp_path, tiny_trainer, monkeypatch):
+    """`dni.discount=γ` with `dni.scale=η`: the core's weights get exactly what scale η gives them, and the head's
+    target is the one scale γ gives (the gradient at the start state with γ·SG(final) pulled back)."""
+    import lmdni.trainer as trainer_module
+
+    targets = {}
+    regress = trainer_module.regress_synthetic_gradient
+
+    def capture(head, start, prediction, target, *args):
+        targets[current] = target.clone()
+        return regress(head, start, prediction, target, *args)
+
+    monkeypatch.setattr(trainer_module, "regress_synthetic_gradient", capture)
+    settings = {"scale_0.5": ["dni.scale=0.5"], "scale_0.1": ["dni.scale=0.1"],
+                "scale_0.1_discount_0.5": ["dni.scale=0.1", "dni.discount=0.5"]}
+    trainers = {}
+    for current, overrides in settings.items():
+        trainers[current] = t = tiny_trainer(tmp_path / current, "dni", overrides)
+        torch.manual_seed(7)  # the same non-zero head everywhere, so that SG(final) is not zero
+        torch.nn.init.normal_(t.model.synthetic_gradient.output.weight, std=0.5)
+        t.train_window()
+    core = lambda t: {n: p for n, p in t.model.named_parameters() if not n.startswith("synthetic_gradient")}  # noqa
+    for name, p in core(trainers["scale_0.1"]).items():
+        assert torch.equal(p, core(trainers["scale_0.1_discount_0.5"])[name]), name
+    torch.testing.assert_close(targets["scale_0.1_discount_0.5"], targets["scale_0.5"], rtol=1e-5, atol=1e-6)
+    assert not torch.allclose(targets["scale_0.1"], targets["scale_0.5"], rtol=1e-3, atol=1e-4)
+
+
+def test_discount_is_validated_and_only_for_the_lstm():
+    from lmdni.config import validate
+    from lmdni.errors import ConfigError
+
+    assert compose(["method=dni"]).dni.discount is None  # default: the discount is the scale
+    with pytest.raises(ConfigError, match="dni.discount must be null or a non-negative"):
+        validate(compose(["method=dni", "dni.discount=-0.5"]))
+    with pytest.raises(ConfigError, match="dni.discount is for the LSTM core"):
+        validate(compose(["method=dni", "model=hierarchical", "dni.discount=0.5"]))
