@@ -50,23 +50,12 @@ def backward_window(loss_sum: torch.Tensor, n_tokens: int, final_state: torch.Te
         torch.autograd.backward([loss, final_state], [torch.ones_like(loss), injected.detach() / n_tokens])
 
 
-def bootstrapped_target(start_state: torch.Tensor, n_tokens: int,
-                        correction: torch.Tensor | None = None) -> torch.Tensor:
-    """The gradient that reached the window's start state, in summed units (plus `correction`, see
-    `discount_correction`). Detached: it is a regression target, and its own dependence on the head (through the
-    injected SG) must not be differentiated, as in TD learning."""
-    target = torch.zeros_like(start_state) if start_state.grad is None else start_state.grad.detach() * n_tokens
-    return target if correction is None else target + correction
-
-
-def discount_correction(final_state: torch.Tensor, start_state: torch.Tensor, synthetic_gradient: torch.Tensor,
-                        difference: float) -> torch.Tensor:
-    """`dni.discount` apart from `dni.scale`: the target should pull back discount·SG(final) while the core's
-    weights receive scale·SG(final). The backward gives the start state the pulled-back scale·SG; this adds
-    (discount − scale)·(∂final/∂start)ᵀ SG(final), in summed units: one more vector-Jacobian product through the
-    window's recurrence, for the start state only (the weights' gradients are not formed). Keeps the graph."""
-    vector = difference * synthetic_gradient.detach()
-    return torch.autograd.grad(final_state, start_state, vector, retain_graph=True)[0].detach()
+def bootstrapped_target(start_state: torch.Tensor, n_tokens: int) -> torch.Tensor:
+    """The gradient that reached the window's start state, in summed units. Detached: it is a regression target,
+    and its own dependence on the head (through the injected SG) must not be differentiated, as in TD learning."""
+    if start_state.grad is None:
+        return torch.zeros_like(start_state)
+    return start_state.grad.detach() * n_tokens
 
 
 def injected_gradient(synthetic_gradient: torch.Tensor | None, scale: float, ends_pass: bool,

@@ -54,7 +54,7 @@ TrainerSchema = _schema(
     max_epochs=Optional[int], max_seconds=Optional[float], eval_every=int, eval_batch_size=int, patience=int,
     on_nonfinite=str, resume=bool, progress=bool, precision=str, compile=bool, tf32=bool)
 DNISchema = _schema(
-    "DNISchema", scale=float, discount=Optional[float], lr=float, loss_weight=float, head_input=str, head_hidden_size=int, head_num_layers=int,
+    "DNISchema", scale=float, lr=float, loss_weight=float, head_input=str, head_hidden_size=int, head_num_layers=int,
     head_rank=int, warmup_chars=int, aux_weight=float, aux_in_target=bool, ablation=str, fused=str)
 RunSchema = _schema("RunSchema", method=str, seed=int, device=str, threads=Optional[int], logger=Optional[str],
                     model=Any, data=Any, trainer=TrainerSchema, dni=DNISchema)
@@ -97,8 +97,6 @@ def validate(cfg) -> None:
         raise ConfigError(f"model.symbols must be embedding or binary, got {cfg.model.symbols!r}")
     if model == "hierarchical":
         validate_hierarchical(cfg)
-    if cfg.dni.get("discount") is not None and (isinstance(cfg.dni.discount, bool) or cfg.dni.discount < 0):
-        raise ConfigError(f"dni.discount must be null or a non-negative number, got {cfg.dni.discount!r}")
     if cfg.dni.head_rank > 0 and cfg.dni.head_hidden_size > 0:
         raise ConfigError("dni.head_rank and dni.head_hidden_size exclude each other: a low-rank linear head or an MLP")
     if cfg.get("logger") not in (None, "tensorboard"):
@@ -113,8 +111,6 @@ def validate_hierarchical(cfg) -> None:
     if cfg.trainer.unroll % cfg.model.slow_every:
         raise ConfigError(f"model=hierarchical: trainer.unroll ({cfg.trainer.unroll}) must be a multiple of "
                           f"model.slow_every ({cfg.model.slow_every}): a window holds whole slow ticks")
-    if cfg.dni.get("discount") is not None:
-        raise ConfigError("model=hierarchical discounts its SGs by dni.scale (dni.discount is for the LSTM core)")
     if cfg.trainer.on_nonfinite != "stop":
         raise ConfigError("model=hierarchical stops on a non-finite loss (trainer.on_nonfinite=stop)")
     if cfg.trainer.precision != "fp32" or cfg.trainer.compile:

@@ -6,11 +6,10 @@ the next K windows from s with the graph kept and take
 
     G_K(s) = d/ds  sum_{k=1..K}  scale^(k-1) · L_k          (L_k: window k's summed loss, per column)
 
-which is what the SG's fixed point is for K → ∞ (each boundary's target discounts the SG by `scale`: the run's
-`dni.discount`, else its `dni.scale`). It is in the SG's units: per-sequence, summed loss. Reported per K: the mean
-per-column cosine between SG(s) and G_K(s), the ratio of their RMS norms, the fraction of G_K's energy the SG
-explains, 1 − |SG − G_K|² / |G_K|², and the calibration β = E<SG, G_K> / E|SG|², the regression coefficient of G_K
-on the SG.
+which is what the SG's fixed point is for K → ∞ (each boundary discounts the SG it injects by `scale`). It is in the
+SG's units: per-sequence, summed loss. Reported per K: the mean per-column cosine between SG(s) and G_K(s), the ratio
+of their RMS norms, the fraction of G_K's energy the SG explains, 1 − |SG − G_K|² / |G_K|², and the calibration
+β = E<SG, G_K> / E|SG|², the regression coefficient of G_K on the SG.
 
 Why β. Most of a single G_K is the unpredictable part of the future (which characters come), and for a model that
 predicts its data well the predictable part, E[G_K | s], is small: under the model's own distribution the expected
@@ -112,6 +111,4 @@ def probe_run(run_dir, horizons=HORIZONS, boundaries: int = 8, columns: int = 32
         stream = CopyStream(columns, unroll, repeat=d.name == "repeat_copy", seed=cfg.seed + 1,
                             start_length=level["length"], max_repeats=d.max_repeats, phase=d.phase)
         stream.repeats = level["repeats"]
-    discount = cfg.dni.get("discount")  # what the SG's target discounts by: dni.discount, else dni.scale
-    discount = float(cfg.dni.scale if discount is None else discount)
-    return sg_fidelity(model, stream, discount, horizons, boundaries, device=torch.device(device))
+    return sg_fidelity(model, stream, float(cfg.dni.scale), horizons, boundaries, device=torch.device(device))

@@ -19,8 +19,8 @@ import torch.nn.functional as F
 from tqdm.auto import tqdm
 
 from . import checkpoint as ckpt
-from .boundary import (aux_loss, backward_window, bootstrapped_target, discount_correction, injected_gradient,
-                       regress_synthetic_gradient, resolve_fused)
+from .boundary import (aux_loss, backward_window, bootstrapped_target, injected_gradient, regress_synthetic_gradient,
+                       resolve_fused)
 from .distributed import Distributed
 from .errors import DivergenceError, LmdniError
 from .evaluate import bits_per_character
@@ -73,7 +73,6 @@ class Trainer:
         dni = cfg.dni
         self.clip = float(tc.clip)
         self.scale, self.ablation = float(dni.scale), str(dni.ablation)
-        self.discount = self.scale if dni.get("discount") is None else float(dni.discount)
         self.warmup_chars = int(dni.get("warmup_chars", 0))
         self.loss_weight, self.aux_weight = float(dni.loss_weight), float(dni.aux_weight)
         self._reset_interval()
@@ -137,18 +136,15 @@ class Trainer:
         """The window's backward with the injected SG, then the head's regression onto the bootstrapped target."""
         # warm-up: the head learns its (then purely in-window) target and nothing is injected, so the core trains as
         # TBPTT does (DNI+Aux: plus its aux loss)
-        warm = self.chars >= self.warmup_chars
-        scale, discount = (self.scale, self.discount) if warm else (0.0, 0.0)
+        scale = self.scale if self.chars >= self.warmup_chars else 0.0
         injected = injected_gradient(out.synthetic_gradient, scale, ends_pass, self.ablation)
-        correction = None if ends_pass or discount == scale else discount_correction(
-            out.state, start, out.synthetic_gradient, discount - scale)
         extra = None
         if self.aux:
             aux = aux_loss(out.aux_prediction, out.synthetic_gradient)
             extra = self.aux_weight * aux
             self._aux_loss += aux.detach()
         backward_window(loss_sum, n_tokens, out.state, injected, extra)
-        target = bootstrapped_target(start, n_tokens, correction)
+        target = bootstrapped_target(start, n_tokens)
         sg_loss = regress_synthetic_gradient(self.model.synthetic_gradient, out.start_head_input,
                                              out.start_synthetic_gradient, target, self.loss_weight, self.fused)
         self._sg_loss += sg_loss.detach()
