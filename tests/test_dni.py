@@ -386,3 +386,42 @@ def test_warmup_injects_nothing_while_the_head_learns_then_injects(tmp_path, tin
     bptt.train_window()
     warm.train_window()
     assert any(not torch.equal(p, core(warm)[name]) for name, p in core(bptt).items())
+
+
+def test_adaptive_scale_moves_between_its_bounds_with_the_running_cosine():
+    """`AdaptiveScale`: `low` at a running cosine at or below `cosine_low`, `high` at or above `cosine_high`, linear
+    between; the running cosine is the moving average of the SG's cosine with its target."""
+    from lmdni.boundary import AdaptiveScale
+    from lmdni.errors import ConfigError
+
+    rule = AdaptiveScale(0.1, 0.5, 0.01, 0.03, "cpu", decay=0.5)
+    assert float(rule.value()) == pytest.approx(0.1)  # starts at `low`
+    target = torch.randn(4, 6, dtype=torch.float64)
+    rule.observe(target.float(), target.float())  # cosine 1: the average moves halfway, to 0.5
+    assert float(rule.cosine) == pytest.approx(0.5) and float(rule.value()) == pytest.approx(0.5)
+    rule.cosine.fill_(0.02)
+    assert float(rule.value()) == pytest.approx(0.3)
+    rule.observe(-target.float(), target.float())  # cosine -1: (0.02 - 1) / 2
+    assert float(rule.cosine) == pytest.approx(-0.49) and float(rule.value()) == pytest.approx(0.1)
+    with pytest.raises(ConfigError, match="must be above"):
+        AdaptiveScale(0.5, 0.5, 0.01, 0.03, "cpu")
+
+
+@pytest.mark.parametrize("pinned", ["low", "high"])
+def test_adaptive_scale_pinned_at_a_bound_trains_exactly_as_that_fixed_scale(tmp_path, tiny_trainer, pinned):
+    """With a cosine range the running cosine can never leave (above 1, or below -1), the adaptive run is, bit for
+    bit, the fixed-scale run at that bound; with an ordinary range it is neither (the head's cosine moves it)."""
+    base = ["dni.lr=0.05", "dni.scale=0.1"]
+    fixed = tiny_trainer(tmp_path / "f", "dni", base if pinned == "low" else ["dni.lr=0.05", "dni.scale=0.5"])
+    cosines = ["dni.scale_cosine_low=2", "dni.scale_cosine_high=3"] if pinned == "low" else \
+        ["dni.scale_cosine_low=-3", "dni.scale_cosine_high=-2"]
+    adaptive = tiny_trainer(tmp_path / "a", "dni", [*base, "dni.scale_max=0.5", *cosines])
+    moving = tiny_trainer(tmp_path / "m", "dni", [*base, "dni.scale_max=0.5", "dni.scale_cosine_low=0",
+                                                  "dni.scale_cosine_high=0.2"], periodic=True)
+    for _ in range(8):
+        fixed.train_window()
+        adaptive.train_window()
+        moving.train_window()
+    for a, b in zip(fixed.model.parameters(), adaptive.model.parameters()):
+        assert torch.equal(a, b)
+    assert 0.1 < float(moving.adaptive.value()) < 0.5 and float(moving.adaptive.cosine) > 0
