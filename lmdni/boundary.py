@@ -58,14 +58,14 @@ def bootstrapped_target(start_state: torch.Tensor, n_tokens: int) -> torch.Tenso
     return start_state.grad.detach() * n_tokens
 
 
-def injected_gradient(synthetic_gradient: torch.Tensor | None, scale: float | torch.Tensor, ends_pass: bool,
+def injected_gradient(synthetic_gradient: torch.Tensor | None, scale: float, ends_pass: bool,
                       ablation: str = "none"):
     """Where the stream restarts there is no future, so nothing is injected; scale 0 injects nothing at all.
 
     `ablation="shuffle"` is a control experiment, not a training mode: each column receives the SG predicted for
     another column's state (same magnitudes, wrong state). If it helps as much as DNI, the gain did not come from
     the SG's knowledge of the state."""
-    if synthetic_gradient is None or ends_pass or (isinstance(scale, float) and scale == 0):
+    if synthetic_gradient is None or ends_pass or scale == 0:
         return None
     injected = scale * synthetic_gradient.detach()
     if ablation == "shuffle":
@@ -73,41 +73,6 @@ def injected_gradient(synthetic_gradient: torch.Tensor | None, scale: float | to
     elif ablation != "none":
         raise ValueError(f"dni.ablation must be none or shuffle, got {ablation!r}")
     return injected
-
-
-class AdaptiveScale:
-    """`dni.scale_max` > `dni.scale`: the injected scale follows how well the head predicts its own target.
-
-    The cosine between the head's SG for a window's start state and that state's bootstrapped target (the head's
-    prediction made before it learns from this target: an out-of-sample score) is averaged over windows (an
-    exponential moving average, `decay`), and the scale moves linearly from `low` (at average cosine `cosine_low`
-    or less) to `high` (at `cosine_high` or more). Why: where the text holds nothing the head can predict beyond
-    the window, its cosine stays near 0 and DNI injects the small default; where it can (long-range structure), a
-    larger injection is what helps (docs/results/suite). The target's discount is the injected scale, as always, so
-    a larger scale also lets the head see further. The scale is a 0-d tensor: choosing it costs no host sync."""
-
-    def __init__(self, low: float, high: float, cosine_low: float, cosine_high: float, device, decay: float = 0.99):
-        if not high > low:
-            raise ConfigError(f"dni.scale_max ({high}) must be above dni.scale ({low}) (0 turns it off)")
-        if not cosine_high > cosine_low:
-            raise ConfigError(f"dni.scale_cosine_high ({cosine_high}) must be above dni.scale_cosine_low "
-                              f"({cosine_low})")
-        self.low, self.high, self.cosine_low, self.cosine_high, self.decay = low, high, cosine_low, cosine_high, decay
-        self.cosine = torch.zeros((), device=device)  # the running average; starts at 0, so the scale at `low`
-
-    def value(self) -> torch.Tensor:
-        weight = ((self.cosine - self.cosine_low) / (self.cosine_high - self.cosine_low)).clamp(0.0, 1.0)
-        return torch.lerp(torch.full_like(self.cosine, self.low), torch.full_like(self.cosine, self.high), weight)
-
-    def observe(self, prediction: torch.Tensor, target: torch.Tensor) -> None:
-        cosine = F.cosine_similarity(prediction.detach().flatten(), target.flatten(), dim=0, eps=1e-12)
-        self.cosine.mul_(self.decay).add_(cosine, alpha=1 - self.decay)
-
-    def state_dict(self) -> dict:
-        return {"cosine": self.cosine.item()}
-
-    def load_state_dict(self, state: dict) -> None:
-        self.cosine.fill_(state["cosine"])
 
 
 def aux_loss(prediction: torch.Tensor, synthetic_gradient: torch.Tensor) -> torch.Tensor:

@@ -42,8 +42,6 @@ def snapshot(trainer) -> dict:
         "interval": trainer.dist.gather_objects(_interval(trainer)),  # one per rank
         "vocab": trainer.task.vocab,
         "procedure": trainer.procedure.state_dict() if trainer.procedure is not None else None,
-        "adaptive_scale": (trainer.dist.gather_objects(trainer.adaptive.state_dict())  # one per rank
-                           if getattr(trainer, "adaptive", None) is not None else None),
         "config": OmegaConf.to_container(trainer.cfg, resolve=True),
     }
 
@@ -73,10 +71,6 @@ def restore(trainer, payload: dict) -> None:
         trainer.state = state[rows].to(trainer.device)
     if trainer.procedure is not None and payload.get("procedure") is not None:
         trainer.procedure.load_state_dict(payload["procedure"], trainer.device)
-    adaptive = payload.get("adaptive_scale")
-    if getattr(trainer, "adaptive", None) is not None and adaptive:
-        trainer.adaptive.load_state_dict(adaptive[trainer.dist.rank] if len(adaptive) == trainer.dist.world
-                                         else adaptive[0])
     trainer.chars, trainer.step = payload["chars"], payload["step"]
     trainer.train_seconds = payload["train_seconds"]
     stopping = payload["early_stopping"]

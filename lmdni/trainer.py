@@ -19,7 +19,7 @@ import torch.nn.functional as F
 from tqdm.auto import tqdm
 
 from . import checkpoint as ckpt
-from .boundary import (AdaptiveScale, aux_loss, backward_window, bootstrapped_target, injected_gradient, regress_synthetic_gradient,
+from .boundary import (aux_loss, backward_window, bootstrapped_target, injected_gradient, regress_synthetic_gradient,
                        resolve_fused)
 from .distributed import Distributed
 from .errors import DivergenceError, LmdniError
@@ -74,9 +74,6 @@ class Trainer:
         self.clip = float(tc.clip)
         self.scale, self.ablation = float(dni.scale), str(dni.ablation)
         self.warmup_chars = int(dni.get("warmup_chars", 0))
-        scale_max = float(dni.get("scale_max", 0.0))  # > 0: the scale follows the head's cosine (AdaptiveScale)
-        self.adaptive = (AdaptiveScale(self.scale, scale_max, float(dni.scale_cosine_low), float(dni.scale_cosine_high),
-                                       device) if scale_max > 0 and self.dni and not self.procedure else None)
         self.loss_weight, self.aux_weight = float(dni.loss_weight), float(dni.aux_weight)
         self._reset_interval()
 
@@ -140,8 +137,6 @@ class Trainer:
         # warm-up: the head learns its (then purely in-window) target and nothing is injected, so the core trains as
         # TBPTT does (DNI+Aux: plus its aux loss)
         scale = self.scale if self.chars >= self.warmup_chars else 0.0
-        if scale and self.adaptive is not None:
-            scale = self.adaptive.value()
         injected = injected_gradient(out.synthetic_gradient, scale, ends_pass, self.ablation)
         extra = None
         if self.aux:
@@ -153,8 +148,6 @@ class Trainer:
         sg_loss = regress_synthetic_gradient(self.model.synthetic_gradient, out.start_head_input,
                                              out.start_synthetic_gradient, target, self.loss_weight, self.fused)
         self._sg_loss += sg_loss.detach()
-        if self.adaptive is not None:
-            self.adaptive.observe(out.start_synthetic_gradient, target)
         if self.step % 10 == 0:  # a diagnostic: sampled every 10th window to keep it off the hot path
             self._sg_cos += F.cosine_similarity(out.start_synthetic_gradient.detach().flatten(), target.flatten(),
                                                 dim=0, eps=1e-12)
@@ -245,8 +238,6 @@ class Trainer:
             record["sg_loss"] = float(self._sg_loss) / max(self._windows, 1)
             if self.procedure is None:  # two timescales: its heads' agreement is scripts/hierarchical_fidelity.py's
                 record["sg_cosine"] = float(self._sg_cos) / max(self._cos_samples, 1)
-            if self.adaptive is not None:
-                record["sg_scale"] = float(self.adaptive.value())
         if self.aux:
             record["aux_loss"] = float(self._aux_loss) / max(self._windows, 1)
         if self.device.type == "cuda":
