@@ -17,7 +17,7 @@ from omegaconf import MISSING, OmegaConf
 from .errors import ConfigError
 
 METHODS = ("bptt", "dni", "dni_aux")
-HEAD_INPUTS = ("squashed", "raw", "normalized")
+HEAD_INPUTS = ("squashed", "raw")
 
 CHOICES = {
     "method": METHODS,

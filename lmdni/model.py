@@ -117,7 +117,7 @@ class LSTMCore(nn.Module):
         `symbols`: "embedding" (a learned row per symbol in, a softmax out) or "binary" (`BinaryCode`)."""
         super().__init__()
         if sg_input not in HEAD_INPUTS:
-            raise ValueError(f"sg_input must be one of {', '.join(HEAD_INPUTS)}, got {sg_input!r}")
+            raise ValueError(f"sg_input must be raw or squashed, got {sg_input!r}")
         if symbols not in ("embedding", "binary"):
             raise ValueError(f"symbols must be embedding or binary, got {symbols!r}")
         self.sg_input, self.aux_in_target = sg_input, aux_in_target
@@ -132,10 +132,6 @@ class LSTMCore(nn.Module):
         self.dropout = nn.Dropout(dropout)
         self.synthetic_gradient = (SyntheticGradientHead(self.state_size, sg_hidden_size, sg_num_layers, sg_rank)
                                    if sg_hidden_size is not None else None)
-        if sg_input == "normalized":  # running per-feature statistics of the states the head has read (`head_input`)
-            self.register_buffer("head_input_mean", torch.zeros(self.state_size))
-            self.register_buffer("head_input_var", torch.ones(self.state_size))
-            self.register_buffer("head_input_count", torch.zeros((), dtype=torch.long))
         # DNI+Aux: from the top layer's output at the window's first step, predict the SG that the window's end will
         # produce. It reads an in-graph activation, so its loss also trains the core (see `aux_input` for which
         # part of it). Zero-initialised, like the SG.
@@ -162,22 +158,9 @@ class LSTMCore(nn.Module):
         return torch.cat([h, c], 0).transpose(0, 1).reshape(h.shape[1], self.state_size)
 
     def head_input(self, state: torch.Tensor) -> torch.Tensor:
-        """The SG head's input. It still predicts the gradient for the raw (h, c); only what it reads changes.
-        "normalized": (h, c) less its running mean over its running standard deviation, per feature — bounded in
-        scale as c grows, like "squashed", but an affine map of the state, so c's magnitude is kept. The statistics
-        are those of the states read before this call (a running average, at first of all of them; then with
-        momentum 0.01); they are updated in training mode only."""
+        """The SG head's input. It still predicts the gradient for the raw (h, c); only what it reads changes."""
         if self.sg_input == "raw":
             return state
-        if self.sg_input == "normalized":
-            with torch.no_grad():
-                normalized = (state - self.head_input_mean) * torch.rsqrt(self.head_input_var + 1e-5)
-                if self.training:
-                    self.head_input_count += 1
-                    momentum = max(0.01, 1.0 / float(self.head_input_count))
-                    self.head_input_mean.lerp_(state.mean(0), momentum)
-                    self.head_input_var.lerp_(state.var(0, unbiased=False), momentum)
-            return normalized
         cells = self.num_layers * self.hidden_size
         return torch.cat([state[:, :cells], torch.tanh(state[:, cells:])], 1)
 

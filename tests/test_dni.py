@@ -386,21 +386,3 @@ def test_warmup_injects_nothing_while_the_head_learns_then_injects(tmp_path, tin
     bptt.train_window()
     warm.train_window()
     assert any(not torch.equal(p, core(warm)[name]) for name, p in core(bptt).items())
-
-
-def test_normalized_head_input_standardises_by_the_running_statistics_of_earlier_states():
-    """`dni.head_input=normalized`: the head reads (state − mean) / std with the running per-feature statistics of
-    the states read before (the first batch's exactly, then an average), updated in training mode only."""
-    model = LSTMCore(V, H, L, embedding_size=8, sg_hidden_size=0, sg_input="normalized").double()
-    first = 3.0 + 2.0 * torch.randn(50, model.state_size, dtype=torch.float64)
-    torch.testing.assert_close(model.head_input(first), first / (1 + 1e-5) ** 0.5)  # nothing seen yet: (0, 1)
-    second = 3.0 + 2.0 * torch.randn(40, model.state_size, dtype=torch.float64)
-    expected = (second - first.mean(0)) / (first.var(0, unbiased=False) + 1e-5).sqrt()
-    torch.testing.assert_close(model.head_input(second), expected)  # the first batch's statistics
-    both = torch.cat([first.mean(0)[None], second.mean(0)[None]]).mean(0)
-    torch.testing.assert_close(model.head_input_mean, both)  # an average over the batches read
-    model.eval()
-    frozen = model.head_input_mean.clone()
-    model.head_input(100 + second)
-    torch.testing.assert_close(model.head_input_mean, frozen)
-    assert torch.count_nonzero(model.synthetic_gradient(model.head_input(second))) == 0  # a fresh head: zero SG
