@@ -7,9 +7,10 @@
 Corpora: PTB characters; `lag` and `nested` (generated, lmdni.data.generated: spans of 2x/4x/8x an unroll of 4,
 nested brackets and quotes, a counter); `code` (the running Python's standard-library sources) and `prose` (the
 Python reference manual's text as shipped in pydoc_data, then the standard library's docstrings), neither written
-for lmdni; Copy and Repeat-Copy. One fixed
-size (hidden 128, batch 32, unroll 4) for all. Each run is an ordinary lmdni run (built with `build_trainer`) in
-OUT/runs/CORPUS/SETTING_seedS; a run whose results.json exists is not run again, so an interrupted suite resumes.
+for lmdni; Copy and Repeat-Copy. One size for all: hidden 128, batch 32, unroll 4 (or `--hidden`, `--batch`,
+`--unroll`). Each run is an ordinary lmdni run (built with `build_trainer`) in OUT/runs/CORPUS/SETTING_T4_seedS
+(another hidden or batch size adds _H256_B64 before _seedS); a run whose results.json exists is not run again, so
+an interrupted suite resumes.
 
 Prints one Markdown table and writes it to --table (and OUT/summary.json): per corpus and setting, the whole-split
 valid BPC of each seed (copy tasks: longest length solved), the gain over BPTT with the same seed (and, on BPTT's
@@ -176,6 +177,9 @@ def main(argv=None) -> None:
     parser.add_argument("--setting", action="append", default=[], help="a candidate: NAME=OVERRIDES")
     parser.add_argument("--seeds", nargs="+", type=int, default=None)
     parser.add_argument("--unroll", type=int, default=None)
+    parser.add_argument("--hidden", type=int, default=None, help="hidden size (default 128; 256 with --batch 64 "
+                        "ranks candidates as PTB at 10M characters does: docs/results/suite)")
+    parser.add_argument("--batch", type=int, default=None, help="batch size (default 32)")
     parser.add_argument("--jobs", type=int, default=2, help="runs side by side (each gets one thread)")
     parser.add_argument("--no-probe", dest="probe", action="store_false")
     parser.add_argument("--table", type=Path, default=None, help="also write the table here")
@@ -184,6 +188,10 @@ def main(argv=None) -> None:
     if args.seeds:
         size["seeds"] = args.seeds
     unroll = args.unroll or size["unroll"]
+    # another size gets its own run directories: a finished run is reused only at the size it was made at
+    hidden, batch = args.hidden or size["hidden"], args.batch or size["batch"]
+    tag = "" if (hidden, batch) == (size["hidden"], size["batch"]) else f"_H{hidden}_B{batch}"
+    size["hidden"], size["batch"] = hidden, batch
     unknown = set(args.corpora) - {*TEXT_CORPORA, *TASKS}
     if unknown or set(args.methods) - set(METHODS):
         parser.error(f"unknown corpus or method: {sorted(unknown | (set(args.methods) - set(METHODS)))}")
@@ -207,7 +215,7 @@ def main(argv=None) -> None:
             for name, overrides in settings.items():
                 jobs.append({"corpus": corpus, "setting": name, "seed": seed, "boundaries": size["boundaries"],
                              "probe": args.probe and "method=bptt" not in overrides,
-                             "run_dir": str(args.out / "runs" / corpus / f"{name}_T{unroll}_seed{seed}"),
+                             "run_dir": str(args.out / "runs" / corpus / f"{name}_T{unroll}{tag}_seed{seed}"),
                              "overrides": [*common, *data, f"trainer.eval_every={budget // 4}", f"seed={seed}",
                                            *shlex.split(overrides)]})
     from lmdni.errors import LmdniError

@@ -133,3 +133,15 @@ def test_suite_bad_setting_is_a_one_line_error(tmp_path):
                             capture_output=True, text=True, timeout=300)
     assert result.returncode == 2 and "Traceback" not in result.stderr
     assert result.stderr.strip().splitlines()[-1].startswith("suite: error: bad override for odd")
+
+
+def test_suite_at_another_size_runs_it_in_runs_of_its_own(tmp_path):
+    """`--hidden`/`--batch`: every run of the suite at that size, in run directories named by it, so that a run
+    made at the default size is never reused for another."""
+    result = subprocess.run([sys.executable, str(ROOT / "scripts" / "suite.py"), "--quick", "--out", str(tmp_path),
+                             "--corpora", "lag", "--methods", "bptt", "--hidden", "12", "--batch", "4",
+                             "--no-probe"], capture_output=True, text=True, timeout=300)
+    assert result.returncode == 0, result.stderr[-3000:]
+    record, = json.loads((tmp_path / "summary.json").read_text())
+    assert record["run_dir"].endswith("bptt_T4_H12_B4_seed1")
+    assert {"model.hidden_size=12", "trainer.batch_size=4"} <= set(record["overrides"])
