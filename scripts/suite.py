@@ -8,7 +8,7 @@ Corpora: PTB characters; `lag` and `nested` (generated, lmdni.data.generated: sp
 nested brackets and quotes, a counter); `code` (the running Python's standard-library sources) and `prose` (the
 Python reference manual's text as shipped in pydoc_data, then the standard library's docstrings), neither written
 for lmdni; Copy and Repeat-Copy. One size for all: hidden 128, batch 32, unroll 4 (or `--hidden`, `--batch`,
-`--unroll`). Each run is an ordinary lmdni run (built with `build_trainer`) in OUT/runs/CORPUS/SETTING_T4_seedS
+`--unroll`). Each run is an ordinary lmdni run (built with `build_trainer`) in OUT/runs/CORPUS/SETTING_T<unroll>_seedS
 (another hidden or batch size adds _H256_B64 before _seedS); a run whose results.json exists is not run again, so
 an interrupted suite resumes.
 
