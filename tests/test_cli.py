@@ -299,6 +299,7 @@ def test_copy_task_resumes_from_its_checkpoint(tmp_path, symbols):
 def test_copy_tasks_bring_their_settings_and_the_command_line_still_wins(task):
     assert compose([]).dni.scale == 0.1  # text: the PTB-chosen default
     assert compose([f"data={task}"]).dni.scale == 0.5
+    assert compose([]).dni.aux_weight == 0.1 and compose([f"data={task}"]).dni.aux_weight == 0.05
     assert compose([f"data={task}", "dni.scale=0.2"]).dni.scale == 0.2
     assert compose(["+experiment=paper_copy"]).dni.scale == 0.5
     assert compose([f"data={task}"]).model.symbols == "binary" and compose([]).model.symbols == "embedding"
