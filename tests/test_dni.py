@@ -386,3 +386,84 @@ def test_warmup_injects_nothing_while_the_head_learns_then_injects(tmp_path, tin
     bptt.train_window()
     warm.train_window()
     assert any(not torch.equal(p, core(warm)[name]) for name, p in core(bptt).items())
+
+
+def test_aux_gradient_cap_scales_only_the_aux_part_on_the_core():
+    """`dni.aux_grad_ratio`: with the cap above |aux| / |window| the gradients are the uncapped ones; below it, the
+    aux loss's gradient on the core (all but the aux head) is scaled to exactly `ratio` times the window's there,
+    keeping its direction, and the aux head's own gradient and the SG's target are untouched."""
+    from lmdni.boundary import capped_aux_backward
+
+    torch.manual_seed(0)
+    model = LSTMCore(V, H, L, embedding_size=8, sg_hidden_size=0, aux_head=True).double()
+    for head in (model.synthetic_gradient.output, model.aux_synthetic_gradient):
+        torch.nn.init.normal_(head.weight, 0, 0.3)
+        torch.nn.init.normal_(head.bias, 0, 0.3)
+    x, y = data()
+    x, y = x[:T], y[:T]
+    start0 = torch.randn(B, model.state_size, dtype=torch.float64)
+    params = [p for n, p in model.named_parameters() if not n.startswith("synthetic")]
+    capped = [p for n, p in model.named_parameters() if n.startswith(("lstm", "embedding", "decoder"))]
+
+    def window(aux_weight, ratio=None):
+        model.zero_grad(set_to_none=True)
+        start = start0.clone().requires_grad_(True)
+        out = model(x, start)
+        loss_sum = F.cross_entropy(out.logits.reshape(-1, V), y.reshape(-1), reduction="sum")
+        extra = aux_weight * aux_loss(out.aux_prediction, out.synthetic_gradient)
+        injected = 0.5 * out.synthetic_gradient
+        measured = None
+        if ratio is None:
+            backward_window(loss_sum, B * T, out.state, injected, extra if aux_weight else None)
+        else:
+            measured = capped_aux_backward(extra, params, capped, ratio,
+                                           lambda: backward_window(loss_sum, B * T, out.state, injected))
+        grads = [torch.zeros_like(p) if p.grad is None else p.grad.clone() for p in params]
+        return grads, bootstrapped_target(start, B * T), measured
+
+    plain, plain_target, _ = window(0.0)
+    full, full_target, _ = window(0.5)
+    core = [i for i, p in enumerate(params) if any(p is c for c in capped)]
+    head = [i for i, p in enumerate(params) if i not in core]
+    norm = lambda gs, idx: torch.linalg.vector_norm(torch.stack([gs[i].norm() for i in idx]))  # noqa: E731
+    aux_only = [f - p for f, p in zip(full, plain)]
+    true_ratio = norm(aux_only, core) / norm(plain, core)
+    assert 0 < true_ratio < 10
+
+    above, above_target, measured = window(0.5, ratio=float(true_ratio) * 1.5)
+    torch.testing.assert_close(measured, true_ratio)
+    for a, f in zip(above, full):
+        torch.testing.assert_close(a, f)
+    torch.testing.assert_close(above_target, full_target)
+
+    ratio = float(true_ratio) / 4
+    below, below_target, _ = window(0.5, ratio=ratio)
+    added = [b - p for b, p in zip(below, plain)]
+    torch.testing.assert_close(norm(added, core), ratio * norm(plain, core))
+    for i in core:
+        torch.testing.assert_close(added[i], aux_only[i] * (ratio / float(true_ratio)))
+    for i in head:
+        torch.testing.assert_close(below[i], full[i])
+    torch.testing.assert_close(below_target, plain_target)
+
+
+def test_aux_gradient_cap_excludes_aux_in_target():
+    from lmdni.config import validate
+    from lmdni.errors import ConfigError
+
+    cfg = compose(["method=dni_aux", "dni.aux_grad_ratio=0.25", "dni.aux_in_target=true"])
+    with pytest.raises(ConfigError, match="aux_grad_ratio"):
+        validate(cfg)
+
+
+def test_trainer_with_the_aux_gradient_cap_logs_the_ratio(tmp_path, tiny_trainer):
+    import json
+
+    from lmdni.metrics import MetricsLog
+
+    trainer = tiny_trainer(tmp_path, "dni_aux", ["dni.aux_grad_ratio=0.25", "trainer.lr=0.01"], periodic=True)
+    for _ in range(40):
+        trainer.train_window()
+    trainer.evaluate_and_save(MetricsLog(tmp_path / "metrics.jsonl"))
+    record = json.loads((tmp_path / "metrics.jsonl").read_text().splitlines()[-1])
+    assert record["aux_grad_ratio"] > 0 and record["aux_loss"] > 0
