@@ -81,36 +81,6 @@ def aux_loss(prediction: torch.Tensor, synthetic_gradient: torch.Tensor) -> torc
     return (prediction - synthetic_gradient.detach()).pow(2).sum(1).mean()
 
 
-def _norm(tensors: list) -> torch.Tensor:
-    return torch.linalg.vector_norm(torch.stack([torch.linalg.vector_norm(t) for t in tensors])) if tensors \
-        else torch.zeros(())
-
-
-def capped_aux_backward(aux_term: torch.Tensor, params: list, capped: list, ratio: float,
-                        window_backward) -> torch.Tensor:
-    """DNI+Aux with `dni.aux_grad_ratio` > 0: the window's backward (`window_backward()`, filling `.grad`), then the
-    aux loss's gradients added, the part on the core (`capped`: all but the aux head) scaled down where needed to at
-    most `ratio` times the window's own gradient there. Returns |aux| / |window| on the core, before the cap.
-
-    Why: on text the aux loss's gradient on the core is 2–4% of the window's at the end of training, and that is
-    enough to be DNI+Aux's gain. On Repeat-Copy it grows past the window's (1.1–1.5x by 20M characters), the core
-    grows more sensitive to its state, and the SG's target, mostly the in-window gradient, grows with it for as long
-    as the run lasts (docs/results/suite). A cap below both leaves the first case alone and bounds the second."""
-    # first, keeping the graph: the aux step reads the window's first embedding, which the window's backward frees
-    grads = torch.autograd.grad(aux_term, params, allow_unused=True, retain_graph=True)
-    window_backward()
-    capped_ids = {id(p) for p in capped}
-    window = _norm([p.grad for p in capped if p.grad is not None])
-    aux = _norm([g for p, g in zip(params, grads) if g is not None and id(p) in capped_ids])
-    factor = torch.clamp(ratio * window / aux.clamp_min(1e-30), max=1.0)
-    for p, g in zip(params, grads):
-        if g is None:
-            continue
-        g = g * factor if id(p) in capped_ids else g
-        p.grad = g if p.grad is None else p.grad.add_(g)
-    return aux / window.clamp_min(1e-30)
-
-
 def triton_available() -> bool:
     try:
         import triton  # noqa: F401

@@ -30,7 +30,7 @@ CHOICES = {
 POSITIVE_INTS = ("model.hidden_size", "model.embedding_size", "trainer.unroll", "trainer.batch_size",
                  "trainer.eval_every", "trainer.eval_batch_size", "dni.head_num_layers")
 NON_NEGATIVE = ("trainer.lr", "trainer.clip", "trainer.patience", "dni.lr", "dni.scale", "dni.loss_weight",
-                "dni.aux_weight", "dni.aux_grad_ratio", "dni.head_hidden_size", "dni.head_rank", "dni.warmup_chars")
+                "dni.aux_weight", "dni.head_hidden_size", "dni.head_rank", "dni.warmup_chars")
 MODELS = {  # model.name -> (its own positive integers, its own non-negative numbers)
     "lstm": (("model.num_layers",), ("model.dropout",)),
     "hierarchical": (("model.slow_hidden_size", "model.slow_every", "model.message_size", "model.slow_windows"),
@@ -55,8 +55,7 @@ TrainerSchema = _schema(
     on_nonfinite=str, resume=bool, progress=bool, precision=str, compile=bool, tf32=bool)
 DNISchema = _schema(
     "DNISchema", scale=float, lr=float, loss_weight=float, head_input=str, head_hidden_size=int, head_num_layers=int,
-    head_rank=int, warmup_chars=int, aux_weight=float, aux_grad_ratio=float, aux_in_target=bool, ablation=str,
-    fused=str)
+    head_rank=int, warmup_chars=int, aux_weight=float, aux_in_target=bool, ablation=str, fused=str)
 RunSchema = _schema("RunSchema", method=str, seed=int, device=str, threads=Optional[int], logger=Optional[str],
                     model=Any, data=Any, trainer=TrainerSchema, dni=DNISchema)
 
@@ -100,9 +99,6 @@ def validate(cfg) -> None:
         validate_hierarchical(cfg)
     if cfg.dni.head_rank > 0 and cfg.dni.head_hidden_size > 0:
         raise ConfigError("dni.head_rank and dni.head_hidden_size exclude each other: a low-rank linear head or an MLP")
-    if cfg.dni.get("aux_grad_ratio", 0) > 0 and cfg.dni.aux_in_target:
-        raise ConfigError("dni.aux_grad_ratio caps the aux loss's gradient on the core only; it excludes "
-                          "dni.aux_in_target=true")
     if cfg.get("logger") not in (None, "tensorboard"):
         raise ConfigError(f"logger must be tensorboard or null, got {cfg.logger!r}")
     if cfg.device not in ("auto", "cpu", "cuda") and not str(cfg.device).startswith("cuda:"):

@@ -19,8 +19,8 @@ import torch.nn.functional as F
 from tqdm.auto import tqdm
 
 from . import checkpoint as ckpt
-from .boundary import (aux_loss, backward_window, bootstrapped_target, capped_aux_backward, injected_gradient,
-                       regress_synthetic_gradient, resolve_fused)
+from .boundary import (aux_loss, backward_window, bootstrapped_target, injected_gradient, regress_synthetic_gradient,
+                       resolve_fused)
 from .distributed import Distributed
 from .errors import DivergenceError, LmdniError
 from .evaluate import bits_per_character
@@ -75,8 +75,6 @@ class Trainer:
         self.scale, self.ablation = float(dni.scale), str(dni.ablation)
         self.warmup_chars = int(dni.get("warmup_chars", 0))
         self.loss_weight, self.aux_weight = float(dni.loss_weight), float(dni.aux_weight)
-        self.aux_grad_ratio = float(dni.get("aux_grad_ratio", 0.0))  # the capped part: the core without the aux head
-        self.capped = [p for n, p in model.named_parameters() if not n.startswith(("synthetic", "aux_synthetic"))]
         self._reset_interval()
 
     def request_stop(self, signum=None, frame=None) -> None:
@@ -145,11 +143,7 @@ class Trainer:
             aux = aux_loss(out.aux_prediction, out.synthetic_gradient)
             extra = self.aux_weight * aux
             self._aux_loss += aux.detach()
-        if self.aux and self.aux_grad_ratio > 0:
-            self._aux_ratio += capped_aux_backward(extra, self.core_params, self.capped, self.aux_grad_ratio,
-                                                   lambda: backward_window(loss_sum, n_tokens, out.state, injected))
-        else:
-            backward_window(loss_sum, n_tokens, out.state, injected, extra)
+        backward_window(loss_sum, n_tokens, out.state, injected, extra)
         target = bootstrapped_target(start, n_tokens)
         sg_loss = regress_synthetic_gradient(self.model.synthetic_gradient, out.start_head_input,
                                              out.start_synthetic_gradient, target, self.loss_weight, self.fused)
@@ -215,8 +209,7 @@ class Trainer:
 
     def _reset_interval(self) -> None:
         zero = torch.zeros((), device=self.device)
-        self._nats, self._sg_loss, self._sg_cos, self._grad_norm, self._aux_loss, self._aux_ratio = (
-            zero.clone() for _ in range(6))
+        self._nats, self._sg_loss, self._sg_cos, self._grad_norm, self._aux_loss = (zero.clone() for _ in range(5))
         self._count, self._windows, self._cos_samples = 0, 0, 0
 
     def _interval_bpc(self) -> float:
@@ -247,8 +240,6 @@ class Trainer:
                 record["sg_cosine"] = float(self._sg_cos) / max(self._cos_samples, 1)
         if self.aux:
             record["aux_loss"] = float(self._aux_loss) / max(self._windows, 1)
-            if self.aux_grad_ratio > 0:  # |aux| / |window| on the core, before the cap
-                record["aux_grad_ratio"] = float(self._aux_ratio) / max(self._windows, 1)
         if self.device.type == "cuda":
             record["peak_memory_mb"] = torch.cuda.max_memory_allocated(self.device) / 2**20
         else:
