@@ -30,8 +30,7 @@ CHOICES = {
 POSITIVE_INTS = ("model.hidden_size", "model.embedding_size", "trainer.unroll", "trainer.batch_size",
                  "trainer.eval_every", "trainer.eval_batch_size", "dni.head_num_layers")
 NON_NEGATIVE = ("trainer.lr", "trainer.clip", "trainer.patience", "dni.lr", "dni.scale", "dni.loss_weight",
-                "dni.aux_weight", "dni.head_weight_decay", "dni.head_hidden_size", "dni.head_rank",
-                "dni.warmup_chars")
+                "dni.aux_weight", "dni.head_hidden_size", "dni.head_rank", "dni.warmup_chars")
 MODELS = {  # model.name -> (its own positive integers, its own non-negative numbers)
     "lstm": (("model.num_layers",), ("model.dropout",)),
     "hierarchical": (("model.slow_hidden_size", "model.slow_every", "model.message_size", "model.slow_windows"),
@@ -56,8 +55,7 @@ TrainerSchema = _schema(
     on_nonfinite=str, resume=bool, progress=bool, precision=str, compile=bool, tf32=bool)
 DNISchema = _schema(
     "DNISchema", scale=float, lr=float, loss_weight=float, head_input=str, head_hidden_size=int, head_num_layers=int,
-    head_rank=int, head_weight_decay=float, warmup_chars=int, aux_weight=float, aux_in_target=bool, ablation=str,
-    fused=str)
+    head_rank=int, warmup_chars=int, aux_weight=float, aux_in_target=bool, ablation=str, fused=str)
 RunSchema = _schema("RunSchema", method=str, seed=int, device=str, threads=Optional[int], logger=Optional[str],
                     model=Any, data=Any, trainer=TrainerSchema, dni=DNISchema)
 

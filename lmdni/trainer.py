@@ -56,13 +56,7 @@ class Trainer:
         groups = [{"params": self.core_params, "lr": tc.lr}]
         if self.head_params:
             groups.append({"params": self.head_params, "lr": cfg.dni.lr})
-        decay = float(cfg.dni.get("head_weight_decay", 0.0))
-        if decay > 0 and self.head_params:  # decoupled (AdamW) decay on the heads only; the aux head gets its own group
-            aux = list(model.aux_synthetic_gradient.parameters()) if self.aux else []
-            groups[0]["params"] = [p for p in self.core_params if all(p is not a for a in aux)]
-            groups[1:] = [{"params": self.head_params, "lr": cfg.dni.lr, "weight_decay": decay}]
-            groups += [{"params": aux, "lr": tc.lr, "weight_decay": decay}] if aux else []
-        self.optimizer = torch.optim.Adam(groups, fused=True, decoupled_weight_decay=True)
+        self.optimizer = torch.optim.Adam(groups, fused=True)
         self.params = self.core_params + self.head_params
         # a model with its own window procedure (two timescales: lmdni.hierarchical_training) trains through it
         self.procedure = two_timescale_procedure(cfg, model, self.dni)

@@ -386,23 +386,3 @@ def test_warmup_injects_nothing_while_the_head_learns_then_injects(tmp_path, tin
     bptt.train_window()
     warm.train_window()
     assert any(not torch.equal(p, core(warm)[name]) for name, p in core(bptt).items())
-
-
-def test_head_weight_decay_shrinks_the_heads_only(tmp_path, tiny_trainer):
-    """`dni.head_weight_decay`: decoupled (AdamW) decay on the SG head and the aux head, none on the core. With all
-    gradients zero, Adam's step is zero, so one step multiplies each head weight by exactly 1 - lr·decay (the SG
-    head at `dni.lr`, the aux head at `trainer.lr`) and leaves the core as it was."""
-    trainer = tiny_trainer(tmp_path, "dni_aux", ["dni.head_weight_decay=0.5", "dni.lr=0.01", "trainer.lr=0.02"])
-    model = trainer.model
-    for head in (model.synthetic_gradient.output, model.aux_synthetic_gradient):
-        torch.nn.init.normal_(head.weight)
-    before = {n: p.detach().clone() for n, p in model.named_parameters()}
-    for p in model.parameters():
-        p.grad = torch.zeros_like(p)
-    trainer.optimizer.step()
-    for name, p in model.named_parameters():
-        factor = 1 - 0.01 * 0.5 if name.startswith("synthetic") else 1 - 0.02 * 0.5 if name.startswith("aux") else 1.0
-        torch.testing.assert_close(p.detach(), before[name] * factor, rtol=1e-6, atol=0)
-
-    plain = tiny_trainer(tmp_path / "plain", "dni_aux")
-    assert [g["weight_decay"] for g in plain.optimizer.param_groups] == [0, 0]
