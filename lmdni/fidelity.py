@@ -92,23 +92,31 @@ def sg_fidelity(model, stream, scale: float, horizons=HORIZONS, boundaries: int 
             for k, s in sums.items()]
 
 
-def probe_run(run_dir, horizons=HORIZONS, boundaries: int = 8, columns: int = 32, device: str = "cpu",
-              which: str = "best") -> list[dict]:
-    """The probe on a saved run: its validation split (text) or its task at the level it reached (copy tasks)."""
+def probe_stream(cfg, payload, columns: int = 32, horizon: int = max(HORIZONS), level=None):
+    """Windows to probe a saved run on: its validation split (text) or its task at the level it reached (copy tasks;
+    `level` = (length, repeats) sets another), on fresh episodes."""
     from .data import TrainStream, load_corpus
     from .data.copy import CopyStream
-    from .run import load_run
 
-    cfg, model, payload = load_run(run_dir, which, device)
     unroll = cfg.trainer.unroll
     if payload.get("vocab"):
         valid = load_corpus(cfg.data).valid
         # columns long enough for the warm-up and a few probes: a short split gets fewer, longer columns
-        columns = max(1, min(columns, len(valid) // ((32 + 2 * max(horizons)) * unroll)))
-        stream = TrainStream(valid, columns, unroll)
-    else:
-        d, level = cfg.data, payload["stream"]  # the task at the level the run reached, on fresh episodes
-        stream = CopyStream(columns, unroll, repeat=d.name == "repeat_copy", seed=cfg.seed + 1,
-                            start_length=level["length"], max_repeats=d.max_repeats, phase=d.phase)
-        stream.repeats = level["repeats"]
+        columns = max(1, min(columns, len(valid) // ((32 + 2 * horizon) * unroll)))
+        return TrainStream(valid, columns, unroll)
+    d, reached = cfg.data, payload["stream"]
+    length, repeats = level or (reached["length"], reached["repeats"])
+    stream = CopyStream(columns, unroll, repeat=d.name == "repeat_copy", seed=cfg.seed + 1, start_length=length,
+                        max_repeats=d.max_repeats, phase=d.phase)
+    stream.repeats = repeats
+    return stream
+
+
+def probe_run(run_dir, horizons=HORIZONS, boundaries: int = 8, columns: int = 32, device: str = "cpu",
+              which: str = "best") -> list[dict]:
+    """The probe on a saved run (`probe_stream`)."""
+    from .run import load_run
+
+    cfg, model, payload = load_run(run_dir, which, device)
+    stream = probe_stream(cfg, payload, columns, max(horizons))
     return sg_fidelity(model, stream, float(cfg.dni.scale), horizons, boundaries, device=torch.device(device))

@@ -145,3 +145,30 @@ def test_suite_at_another_size_runs_it_in_runs_of_its_own(tmp_path):
     record, = json.loads((tmp_path / "summary.json").read_text())
     assert record["run_dir"].endswith("bptt_T4_H12_B4_seed1")
     assert {"model.hidden_size=12", "trainer.batch_size=4"} <= set(record["overrides"])
+
+
+def _tiny_copy_run(run_dir, *overrides):
+    cmd = [sys.executable, "-m", "lmdni", "data=repeat_copy", "model.hidden_size=12", "trainer.batch_size=4",
+           "trainer.unroll=3", "trainer.max_chars=600", "trainer.eval_every=300", "trainer.progress=false",
+           "device=cpu", f"hydra.run.dir={run_dir}", *overrides]
+    result = subprocess.run(cmd, capture_output=True, text=True, timeout=300, cwd=ROOT)
+    assert result.returncode == 0, result.stderr[-3000:]
+
+
+def test_target_parts_of_a_head_that_never_learned_are_the_in_window_gradient_alone(tmp_path):
+    """scripts/sg_target_parts.py: with `dni.lr=0` the SG head stays at its zero start, so the SG, the pulled-back
+    part of the target and the core's gradient from the injected SG are exactly zero, and so is everything of the
+    aux task (its target is that SG, its head starts at zero too); the in-window gradient is not."""
+    sys.path.insert(0, str(ROOT / "scripts"))
+    from sg_target_parts import parts
+
+    _tiny_copy_run(tmp_path / "frozen", "method=dni_aux", "dni.lr=0", "dni.aux_weight=1.0")
+    row = parts(str(tmp_path / "frozen"), windows=6, columns=4, level=(2, 2), warmup=2)
+    assert row["sg"] == row["pulled_back"] == row["grad_sg"] == 0.0 and row["sg_head"] == 0.0
+    assert row["aux_head"] == row["grad_aux"] == 0.0
+    assert row["in_window"] > 0 and row["grad_loss"] > 0 and row["lstm_hh"] > 0
+
+    result = subprocess.run([sys.executable, str(ROOT / "scripts" / "sg_target_parts.py"), str(tmp_path / "none")],
+                            capture_output=True, text=True, timeout=300, cwd=ROOT)
+    assert result.returncode == 2 and "Traceback" not in result.stderr
+    assert "is not an lmdni run" in result.stderr.strip().splitlines()[-1]
