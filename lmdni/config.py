@@ -29,8 +29,8 @@ CHOICES = {
 }
 POSITIVE_INTS = ("model.hidden_size", "model.embedding_size", "trainer.unroll", "trainer.batch_size",
                  "trainer.eval_every", "trainer.eval_batch_size", "dni.head_num_layers")
-NON_NEGATIVE = ("trainer.lr", "trainer.clip", "trainer.patience", "dni.lr", "dni.scale", "dni.loss_weight",
-                "dni.aux_weight", "dni.head_hidden_size", "dni.head_rank", "dni.warmup_chars")
+NON_NEGATIVE = ("trainer.lr", "trainer.weight_decay", "trainer.clip", "trainer.patience", "dni.lr", "dni.scale",
+                "dni.loss_weight", "dni.aux_weight", "dni.head_hidden_size", "dni.head_rank", "dni.warmup_chars")
 MODELS = {  # model.name -> (its own positive integers, its own non-negative numbers)
     "lstm": (("model.num_layers",), ("model.dropout",)),
     "hierarchical": (("model.slow_hidden_size", "model.slow_every", "model.message_size", "model.slow_windows"),
@@ -50,9 +50,10 @@ HierarchicalSchema = _schema("HierarchicalSchema", name=str, hidden_size=int, em
                              slow_hidden_size=int, slow_every=int, message_size=int, slow_windows=int,
                              interface_scale=float)
 TrainerSchema = _schema(
-    "TrainerSchema", unroll=int, batch_size=int, lr=float, clip=float, max_chars=Optional[int],
-    max_epochs=Optional[int], max_seconds=Optional[float], eval_every=int, eval_batch_size=int, patience=int,
-    on_nonfinite=str, resume=bool, progress=bool, precision=str, compile=bool, tf32=bool)
+    "TrainerSchema", unroll=int, batch_size=int, lr=float, weight_decay=float, clip=float,
+    max_chars=Optional[int], max_epochs=Optional[int], max_seconds=Optional[float], eval_every=int,
+    eval_batch_size=int, patience=int, on_nonfinite=str, resume=bool, progress=bool, precision=str, compile=bool,
+    tf32=bool)
 DNISchema = _schema(
     "DNISchema", scale=float, lr=float, loss_weight=float, head_input=str, head_hidden_size=int, head_num_layers=int,
     head_rank=int, warmup_chars=int, aux_weight=float, aux_in_target=bool, ablation=str, fused=str)

@@ -53,10 +53,10 @@ class Trainer:
         # for both: one step and one zero_grad per window. Fused: one kernel per group instead of a loop.
         self.core_params = [p for name, p in model.named_parameters() if not name.startswith("synthetic_gradient.")]
         self.head_params = list(head.parameters()) if head is not None and self.dni else []
-        groups = [{"params": self.core_params, "lr": tc.lr}]
+        groups = [{"params": self.core_params, "lr": tc.lr, "weight_decay": float(tc.get("weight_decay", 0.0))}]
         if self.head_params:
             groups.append({"params": self.head_params, "lr": cfg.dni.lr})
-        self.optimizer = torch.optim.Adam(groups, fused=True)
+        self.optimizer = torch.optim.Adam(groups, fused=True, decoupled_weight_decay=True)  # AdamW's decay
         self.params = self.core_params + self.head_params
         # a model with its own window procedure (two timescales: lmdni.hierarchical_training) trains through it
         self.procedure = two_timescale_procedure(cfg, model, self.dni)

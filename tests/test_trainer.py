@@ -235,3 +235,19 @@ def test_a_checkpoint_with_the_heads_adam_apart_resumes_exactly(tmp_path, tiny_t
         resumed.train_window()
     for a, b in zip(trained.model.parameters(), resumed.model.parameters()):
         assert torch.equal(a, b)
+
+
+def test_weight_decay_shrinks_the_core_and_leaves_the_sg_head(tmp_path, tiny_trainer):
+    """`trainer.weight_decay`: decoupled (AdamW) decay of the core (DNI+Aux's aux head included), none on the SG
+    head. With every gradient zero Adam's step is zero, so one step multiplies each core weight by exactly
+    1 - lr·decay and leaves the SG head as it was."""
+    trainer = tiny_trainer(tmp_path, "dni_aux", ["trainer.weight_decay=0.5", "trainer.lr=0.02"])
+    model = trainer.model
+    torch.nn.init.normal_(model.synthetic_gradient.output.weight)
+    before = {n: p.detach().clone() for n, p in model.named_parameters()}
+    for p in model.parameters():
+        p.grad = torch.zeros_like(p)
+    trainer.optimizer.step()
+    for name, p in model.named_parameters():
+        factor = 1.0 if name.startswith("synthetic") else 1 - 0.02 * 0.5
+        torch.testing.assert_close(p.detach(), before[name] * factor, rtol=1e-6, atol=0)
