@@ -29,8 +29,13 @@ CHOICES = {
 }
 POSITIVE_INTS = ("model.hidden_size", "model.embedding_size", "trainer.unroll", "trainer.batch_size",
                  "trainer.eval_every", "trainer.eval_batch_size", "dni.head_num_layers")
-NON_NEGATIVE = ("trainer.lr", "trainer.weight_decay", "trainer.clip", "trainer.patience", "dni.lr", "dni.scale",
+NON_NEGATIVE = ("trainer.lr", "trainer.clip", "trainer.patience", "dni.lr", "dni.scale",
                 "dni.loss_weight", "dni.aux_weight", "dni.head_hidden_size", "dni.head_rank", "dni.warmup_chars")
+OPTIONAL_NON_NEGATIVE = ("trainer.weight_decay",)  # null: see the function of that name
+# trainer.weight_decay: null takes the method's own. DNI+Aux's aux loss pulls the core's weights to grow (on
+# Repeat-Copy its SG target, and so its SG loss, grow with them for 20M characters and more); decoupled decay at 0.01
+# stops that and keeps its lead on text; BPTT and plain DNI are as good or better without (docs/results/suite)
+METHOD_WEIGHT_DECAY = {"bptt": 0.0, "dni": 0.0, "dni_aux": 0.01}
 MODELS = {  # model.name -> (its own positive integers, its own non-negative numbers)
     "lstm": (("model.num_layers",), ("model.dropout",)),
     "hierarchical": (("model.slow_hidden_size", "model.slow_every", "model.message_size", "model.slow_windows"),
@@ -50,7 +55,7 @@ HierarchicalSchema = _schema("HierarchicalSchema", name=str, hidden_size=int, em
                              slow_hidden_size=int, slow_every=int, message_size=int, slow_windows=int,
                              interface_scale=float)
 TrainerSchema = _schema(
-    "TrainerSchema", unroll=int, batch_size=int, lr=float, weight_decay=float, clip=float,
+    "TrainerSchema", unroll=int, batch_size=int, lr=float, weight_decay=Optional[float], clip=float,
     max_chars=Optional[int], max_epochs=Optional[int], max_seconds=Optional[float], eval_every=int,
     eval_batch_size=int, patience=int, on_nonfinite=str, resume=bool, progress=bool, precision=str, compile=bool,
     tf32=bool)
@@ -86,6 +91,10 @@ def validate(cfg) -> None:
         value = OmegaConf.select(cfg, key)
         if isinstance(value, bool) or not isinstance(value, (int, float)) or value < 0:
             raise ConfigError(f"{key} must be a non-negative number, got {value!r}")
+    for key in OPTIONAL_NON_NEGATIVE:
+        value = OmegaConf.select(cfg, key)
+        if value is not None and (isinstance(value, bool) or not isinstance(value, (int, float)) or value < 0):
+            raise ConfigError(f"{key} must be a non-negative number or null, got {value!r}")
     for key, allowed in CHOICES.items():
         value = OmegaConf.select(cfg, key)
         if value not in allowed:
@@ -104,6 +113,15 @@ def validate(cfg) -> None:
         raise ConfigError(f"logger must be tensorboard or null, got {cfg.logger!r}")
     if cfg.device not in ("auto", "cpu", "cuda") and not str(cfg.device).startswith("cuda:"):
         raise ConfigError(f"device must be auto, cpu or cuda, got {cfg.device!r}")
+
+
+def weight_decay(cfg) -> float:
+    """The core's decoupled weight decay: trainer.weight_decay, or where it is null (or absent, in configs saved
+    before it existed: plain Adam) the method's own."""
+    if "weight_decay" not in cfg.trainer:
+        return 0.0
+    value = cfg.trainer.weight_decay
+    return float(METHOD_WEIGHT_DECAY[cfg.method] if value is None else value)
 
 
 def validate_hierarchical(cfg) -> None:

@@ -21,6 +21,7 @@ from tqdm.auto import tqdm
 from . import checkpoint as ckpt
 from .boundary import (aux_loss, backward_window, bootstrapped_target, injected_gradient, regress_synthetic_gradient,
                        resolve_fused)
+from .config import weight_decay
 from .distributed import Distributed
 from .errors import DivergenceError, LmdniError
 from .evaluate import bits_per_character
@@ -53,7 +54,7 @@ class Trainer:
         # for both: one step and one zero_grad per window. Fused: one kernel per group instead of a loop.
         self.core_params = [p for name, p in model.named_parameters() if not name.startswith("synthetic_gradient.")]
         self.head_params = list(head.parameters()) if head is not None and self.dni else []
-        groups = [{"params": self.core_params, "lr": tc.lr, "weight_decay": float(tc.get("weight_decay", 0.0))}]
+        groups = [{"params": self.core_params, "lr": tc.lr, "weight_decay": weight_decay(cfg)}]
         if self.head_params:
             groups.append({"params": self.head_params, "lr": cfg.dni.lr})
         self.optimizer = torch.optim.Adam(groups, fused=True, decoupled_weight_decay=True)  # AdamW's decay

@@ -57,6 +57,7 @@ def test_train_writes_metrics_checkpoints_and_eval_reads_them(tmp_path, text_fil
     (["dni.aux_in_target=maybe"], "dni.aux_in_target=maybe: Value 'maybe' is not a valid bool"),
     (["trainer.on_nonfinite=ignore"], "trainer.on_nonfinite must be stop or skip"),
     (["dni.fused=yes"], "dni.fused must be one of auto, on, off"),
+    (["trainer.weight_decay=-0.1"], "trainer.weight_decay must be a non-negative number or null"),
     (["data.valid_fraction=0"], "must each be in (0, 1)"),
     (["data.test_fraction=0.0001"], "too small"),
 ])

@@ -4,6 +4,7 @@ import inspect
 
 import pytest
 import torch
+from omegaconf import open_dict
 
 from lmdni import trainer as trainer_module
 from lmdni.errors import DivergenceError
@@ -235,6 +236,24 @@ def test_a_checkpoint_with_the_heads_adam_apart_resumes_exactly(tmp_path, tiny_t
         resumed.train_window()
     for a, b in zip(trained.model.parameters(), resumed.model.parameters()):
         assert torch.equal(a, b)
+
+
+@pytest.mark.parametrize("method,overrides,decay", [
+    ("bptt", [], 0.0), ("dni", [], 0.0), ("dni_aux", [], 0.01),        # null (the default): the method's own
+    ("bptt", ["trainer.weight_decay=0.2"], 0.2), ("dni_aux", ["trainer.weight_decay=0"], 0.0),  # a value wins
+])
+def test_weight_decay_default_is_the_methods_own(tmp_path, tiny_trainer, method, overrides, decay):
+    """`trainer.weight_decay: null` gives DNI+Aux 0.01 (its aux loss grows the core's weights) and BPTT and plain DNI
+    plain Adam; a number applies to every method. A config saved before the key existed means plain Adam."""
+    from lmdni.config import weight_decay
+
+    trainer = tiny_trainer(tmp_path, method, overrides)
+    assert trainer.optimizer.param_groups[0]["weight_decay"] == decay
+    assert all(group.get("weight_decay", 0) == 0 for group in trainer.optimizer.param_groups[1:])  # the SG head
+    old = trainer.cfg.copy()
+    with open_dict(old.trainer):
+        del old.trainer["weight_decay"]
+    assert weight_decay(old) == 0.0
 
 
 def test_weight_decay_shrinks_the_core_and_leaves_the_sg_head(tmp_path, tiny_trainer):
