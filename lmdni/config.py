@@ -29,9 +29,9 @@ CHOICES = {
 }
 POSITIVE_INTS = ("model.hidden_size", "model.embedding_size", "trainer.unroll", "trainer.batch_size",
                  "trainer.eval_every", "trainer.eval_batch_size", "dni.head_num_layers")
-NON_NEGATIVE = ("trainer.lr", "trainer.clip", "trainer.patience", "dni.lr", "dni.scale",
+NON_NEGATIVE = ("trainer.lr", "trainer.weight_decay", "trainer.clip", "trainer.patience", "dni.lr", "dni.scale",
                 "dni.loss_weight", "dni.aux_weight", "dni.head_hidden_size", "dni.head_rank", "dni.warmup_chars")
-OPTIONAL_NON_NEGATIVE = ("trainer.weight_decay",)  # null: see the function of that name
+NULLABLE = ("trainer.weight_decay",)  # null: the method's own (`weight_decay` below)
 # trainer.weight_decay: null takes the method's own. DNI+Aux's aux loss pulls the core's weights to grow (on
 # Repeat-Copy its SG target, and so its SG loss, grow with them for 20M characters and more); decoupled decay at 0.01
 # stops that and keeps its lead on text; BPTT and plain DNI are as good or better without (docs/results/suite)
@@ -89,12 +89,11 @@ def validate(cfg) -> None:
             raise ConfigError(f"{key} must be an integer >= 1, got {value!r}")
     for key in (*NON_NEGATIVE, *non_negative):
         value = OmegaConf.select(cfg, key)
+        if value is None and key in NULLABLE:
+            continue
         if isinstance(value, bool) or not isinstance(value, (int, float)) or value < 0:
-            raise ConfigError(f"{key} must be a non-negative number, got {value!r}")
-    for key in OPTIONAL_NON_NEGATIVE:
-        value = OmegaConf.select(cfg, key)
-        if value is not None and (isinstance(value, bool) or not isinstance(value, (int, float)) or value < 0):
-            raise ConfigError(f"{key} must be a non-negative number or null, got {value!r}")
+            either = " or null" if key in NULLABLE else ""
+            raise ConfigError(f"{key} must be a non-negative number{either}, got {value!r}")
     for key, allowed in CHOICES.items():
         value = OmegaConf.select(cfg, key)
         if value not in allowed:
