@@ -61,8 +61,7 @@ TrainerSchema = _schema(
     tf32=bool)
 DNISchema = _schema(
     "DNISchema", scale=float, lr=float, loss_weight=float, head_input=str, head_hidden_size=int, head_num_layers=int,
-    head_rank=int, warmup_chars=int, aux_weight=float, aux_in_target=bool, ablation=str, fused=str,
-    target_windows=int)
+    head_rank=int, warmup_chars=int, aux_weight=float, aux_in_target=bool, ablation=str, fused=str)
 RunSchema = _schema("RunSchema", method=str, seed=int, device=str, threads=Optional[int], logger=Optional[str],
                     model=Any, data=Any, trainer=TrainerSchema, dni=DNISchema)
 
@@ -107,8 +106,6 @@ def validate(cfg) -> None:
         raise ConfigError(f"model.symbols must be embedding or binary, got {cfg.model.symbols!r}")
     if model == "hierarchical":
         validate_hierarchical(cfg)
-    if cfg.dni.target_windows not in (1, 2) or (cfg.dni.target_windows == 2 and cfg.dni.head_hidden_size > 0):
-        raise ConfigError(f"dni.target_windows must be 1 or 2 (2: linear heads only), got {cfg.dni.target_windows!r}")
     if cfg.dni.head_rank > 0 and cfg.dni.head_hidden_size > 0:
         raise ConfigError("dni.head_rank and dni.head_hidden_size exclude each other: a low-rank linear head or an MLP")
     if cfg.get("logger") not in (None, "tensorboard"):

@@ -26,7 +26,6 @@ from .distributed import Distributed
 from .errors import DivergenceError, LmdniError
 from .evaluate import bits_per_character
 from .hierarchical_training import two_timescale_procedure
-from .lookahead import TwoWindowTarget
 from .metrics import MetricsLog, peak_rss_mb
 from .resume import restore, snapshot
 from .speed import configure_tf32, window_forward
@@ -77,8 +76,6 @@ class Trainer:
         self.scale, self.ablation = float(dni.scale), str(dni.ablation)
         self.warmup_chars = int(dni.get("warmup_chars", 0))
         self.loss_weight, self.aux_weight = float(dni.loss_weight), float(dni.aux_weight)
-        windows = int(dni.get("target_windows", 1))
-        self.lookahead = TwoWindowTarget(model, self.scale) if self.dni and windows == 2 else None
         self._reset_interval()
 
     def request_stop(self, signum=None, frame=None) -> None:
@@ -112,7 +109,7 @@ class Trainer:
             return
         self.optimizer.zero_grad(set_to_none=True)
         if self.dni:
-            self._dni_backward(start, out, loss_sum, n_tokens, ends_pass, x, starts_pass)
+            self._dni_backward(start, out, loss_sum, n_tokens, ends_pass)
         else:
             (loss_sum / n_tokens).backward()
         self._update(out.state.detach(), loss_sum, n_tokens)
@@ -136,7 +133,7 @@ class Trainer:
             return torch.nn.utils.clip_grad_norm_(self.core_params, self.clip).detach()
         return torch.nn.utils.get_total_norm([p.grad for p in self.core_params if p.grad is not None]).detach()
 
-    def _dni_backward(self, start, out, loss_sum, n_tokens: int, ends_pass: bool, x=None, starts_pass=False) -> None:
+    def _dni_backward(self, start, out, loss_sum, n_tokens: int, ends_pass: bool) -> None:
         """The window's backward with the injected SG, then the head's regression onto the bootstrapped target."""
         # warm-up: the head learns its (then purely in-window) target and nothing is injected, so the core trains as
         # TBPTT does (DNI+Aux: plus its aux loss)
@@ -149,20 +146,11 @@ class Trainer:
             self._aux_loss += aux.detach()
         backward_window(loss_sum, n_tokens, out.state, injected, extra)
         target = bootstrapped_target(start, n_tokens)
-        head_input, prediction = out.start_head_input, out.start_synthetic_gradient
-        if self.lookahead is not None:  # the head regresses the previous boundary, on its two-window target
-            ready = self.lookahead.push(x, start, head_input, target, None if injected is None
-                                        else out.synthetic_gradient.detach(), starts_pass)
-            if ready is None:
-                return
-            head_input, target = ready
-            with torch.no_grad():
-                prediction = self.model.synthetic_gradient(head_input)
-        sg_loss = regress_synthetic_gradient(self.model.synthetic_gradient, head_input,
-                                             prediction, target, self.loss_weight, self.fused)
+        sg_loss = regress_synthetic_gradient(self.model.synthetic_gradient, out.start_head_input,
+                                             out.start_synthetic_gradient, target, self.loss_weight, self.fused)
         self._sg_loss += sg_loss.detach()
         if self.step % 10 == 0:  # a diagnostic: sampled every 10th window to keep it off the hot path
-            self._sg_cos += F.cosine_similarity(prediction.detach().flatten(), target.flatten(),
+            self._sg_cos += F.cosine_similarity(out.start_synthetic_gradient.detach().flatten(), target.flatten(),
                                                 dim=0, eps=1e-12)
             self._cos_samples += 1
 
