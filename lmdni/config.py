@@ -31,7 +31,7 @@ POSITIVE_INTS = ("model.hidden_size", "model.embedding_size", "trainer.unroll", 
                  "trainer.eval_every", "trainer.eval_batch_size", "dni.head_num_layers")
 NON_NEGATIVE = ("trainer.lr", "trainer.weight_decay", "trainer.clip", "trainer.patience", "dni.lr", "dni.scale",
                 "dni.loss_weight", "dni.aux_weight", "dni.head_hidden_size", "dni.head_rank", "dni.warmup_chars")
-NULLABLE = ("trainer.weight_decay",)  # null: the method's own (`weight_decay` below)
+NULLABLE = ("trainer.weight_decay", "model.slow_scale")  # null: the method's own (`weight_decay` below), dni.scale
 # trainer.weight_decay: null takes the method's own. DNI+Aux's aux loss pulls the core's weights to grow (on
 # Repeat-Copy its SG target, and so its SG loss, grow with them for 20M characters and more); decoupled decay at 0.01
 # stops that and keeps its lead on text; BPTT and plain DNI are as good or better without (docs/results/suite)
@@ -39,7 +39,7 @@ METHOD_WEIGHT_DECAY = {"bptt": 0.0, "dni": 0.0, "dni_aux": 0.01}
 MODELS = {  # model.name -> (its own positive integers, its own non-negative numbers)
     "lstm": (("model.num_layers",), ("model.dropout",)),
     "hierarchical": (("model.slow_hidden_size", "model.slow_every", "model.message_size", "model.slow_windows"),
-                     ("model.interface_scale",)),
+                     ("model.interface_scale", "model.slow_scale")),
 }
 
 
@@ -53,7 +53,7 @@ ModelSchema = _schema("ModelSchema", name=str, hidden_size=int, num_layers=int, 
                       symbols=str)
 HierarchicalSchema = _schema("HierarchicalSchema", name=str, hidden_size=int, embedding_size=int,
                              slow_hidden_size=int, slow_every=int, message_size=int, slow_windows=int,
-                             interface_scale=float)
+                             interface_scale=float, slow_scale=Optional[float])
 TrainerSchema = _schema(
     "TrainerSchema", unroll=int, batch_size=int, lr=float, weight_decay=Optional[float], clip=float,
     max_chars=Optional[int], max_epochs=Optional[int], max_seconds=Optional[float], eval_every=int,
@@ -124,8 +124,6 @@ def weight_decay(cfg) -> float:
 
 
 def validate_hierarchical(cfg) -> None:
-    if cfg.method == "dni_aux":
-        raise ConfigError("model=hierarchical trains with method=bptt or dni (DNI+Aux is for the LSTM core)")
     if cfg.trainer.unroll % cfg.model.slow_every:
         raise ConfigError(f"model=hierarchical: trainer.unroll ({cfg.trainer.unroll}) must be a multiple of "
                           f"model.slow_every ({cfg.model.slow_every}): a window holds whole slow ticks")

@@ -38,11 +38,13 @@ class HierarchicalCore(nn.Module):
     two_timescale = True  # the trainer hands its windows to lmdni.hierarchical_training
 
     def __init__(self, vocab_size: int, hidden_size: int, slow_hidden_size: int, slow_every: int,
-                 message_size: int, embedding_size: int = 128, heads: bool = False):
+                 message_size: int, embedding_size: int = 128, heads: bool = False, aux: bool = False):
         """`heads`: the synthetic-gradient heads (method=dni): one per core's time boundary (linear on the state,
         c squashed by tanh as for the LSTM core) and one for the interface, which predicts, from a message and the
         slow state that read it, the gradient of the slow core's future loss with respect to the message. Every
-        head's output layer starts at zero: a fresh system trains as plain truncation."""
+        head's output layer starts at zero: a fresh system trains as plain truncation. `aux` (with `heads`;
+        method=dni_aux): DNI+Aux's head per core, predicting from the core's output at its window's first step the
+        SG its window's end will produce (as the LSTM core's; zero-initialised, its loss trains the core)."""
         super().__init__()
         if slow_every < 1:
             raise ValueError(f"slow_every must be >= 1, got {slow_every}")
@@ -61,6 +63,13 @@ class HierarchicalCore(nn.Module):
             self.synthetic_gradient = nn.ModuleDict({"fast": SyntheticGradientHead(2 * hidden_size),
                                                      "slow": SyntheticGradientHead(2 * slow_hidden_size),
                                                      "interface": interface})
+        self.aux_synthetic_gradient = None
+        if heads and aux:
+            self.aux_synthetic_gradient = nn.ModuleDict({"fast": nn.Linear(hidden_size, 2 * hidden_size),
+                                                         "slow": nn.Linear(slow_hidden_size, 2 * slow_hidden_size)})
+            for layer in self.aux_synthetic_gradient.values():
+                nn.init.zeros_(layer.weight)
+                nn.init.zeros_(layer.bias)
 
     # ------------------------------------------------------------------------------------------------ the state
     @property
@@ -124,6 +133,21 @@ class HierarchicalCore(nn.Module):
         phase = torch.full_like(phase, ticks_done)
         final = torch.cat([h[0], c[0], slow_h, slow_c, phase], 1)
         return self.decoder(output), final, interface if record else None
+
+    def first_fast_output(self, first_input: torch.Tensor, state: torch.Tensor) -> torch.Tensor:
+        """What DNI+Aux's fast head reads: the fast core's output at a window's first character, recomputed (one
+        step) from `state` *detached*. The aux loss then trains the weights as if it read the unrolled output but
+        adds nothing to the gradients that reach the start state or the contexts, which are the SG heads' targets
+        (the LSTM core's reason: `LSTMCore.aux_input`)."""
+        fast, slow, _ = self.split(state.detach())
+        h, c = (t.unsqueeze(0).contiguous() for t in fast.chunk(2, 1))
+        step = torch.cat([self.embedding(first_input), slow.chunk(2, 1)[0]], 1).unsqueeze(0)
+        return self.fast(step, (h, c))[0][0]
+
+    def first_slow_output(self, first_message: torch.Tensor, start: torch.Tensor) -> torch.Tensor:
+        """The slow core's h after a slow window's first tick, from its start (B, 2S) and message detached: what
+        DNI+Aux's slow head reads (as `first_fast_output`)."""
+        return self.slow(first_message.detach(), tuple(start.detach().chunk(2, 1)))[0]
 
     def slow_steps(self, start: torch.Tensor, messages: list):
         """The slow core alone, from `start` (B, 2S) over `messages`: the h after each tick (the contexts it

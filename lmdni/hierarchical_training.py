@@ -29,21 +29,30 @@ loss; each core's parameters get the gradient of its window's mean loss.
 
 The fast core's time boundary is as for the LSTM core: its head predicts d(future loss)/d(fast state), injected at the
 window's end (`dni.scale`), regressed onto the gradient that reached the window's start state.
+
+DNI+Aux (method=dni_aux): each core also learns, from its output at its window's first step, to predict the SG its
+window's end produces (`aux_weight`, added to the mean loss as for the LSTM core): the fast core's in every fast
+window's backward, the slow core's at its window's end.
 """
 from __future__ import annotations
 
 import torch
 import torch.nn.functional as F
 
+from .boundary import aux_loss
 from .speed import summed_loss
 
 
 class TwoTimescaleTraining:
     def __init__(self, model, slow_windows: int, scale: float, interface_scale: float, loss_weight: float = 1.0,
-                 synthetic_gradients: bool = True):
+                 synthetic_gradients: bool = True, aux_weight: float = 0.0, slow_scale: float | None = None):
+        """`scale`: the fast core's time-boundary SG's weight; `slow_scale` the slow core's (None: `scale`)."""
         self.model, self.slow_windows = model, slow_windows
         self.scale, self.interface_scale, self.loss_weight = scale, interface_scale, loss_weight
+        self.slow_scale = scale if slow_scale is None else slow_scale
         self.heads = model.synthetic_gradient if synthetic_gradients else None
+        self.aux = getattr(model, "aux_synthetic_gradient", None) if self.heads is not None else None
+        self.aux_weight = aux_weight
         self.slow_params = list(model.slow.parameters())
         self._clear()
 
@@ -58,7 +67,8 @@ class TwoTimescaleTraining:
         """One fast window: forward, backward, the fast head's regression, and at a slow window's end the slow
         core's backward. Fills the gradients the optimizer step then applies (the slow core's and the slow and
         interface heads' only at a slow window's end: None otherwise, so Adam leaves them alone). Returns (the
-        next carried state, the window's summed loss, the heads' regression losses summed), all detached.
+        next carried state, the window's summed loss, the heads' regression losses summed, the aux losses summed),
+        all detached.
         `warm` False: the heads learn, nothing is injected (`dni.warmup_chars`)."""
         model, heads = self.model, self.heads
         fast_size = 2 * model.hidden_size
@@ -70,10 +80,15 @@ class TwoTimescaleTraining:
         n = targets.numel()
         roots, seeds = [loss_sum / n], [torch.ones_like(loss_sum)]
         inject = heads is not None and warm and not ends_pass
-        if inject and self.scale:
-            final_fast = final[:, :fast_size]
+        final_fast = final[:, :fast_size]
+        if heads is not None:
             with torch.no_grad():
                 sg = heads["fast"](model.squashed(final_fast.detach()))
+        aux = torch.zeros((), device=loss_sum.device)
+        if self.aux is not None:
+            aux = aux_loss(self.aux["fast"](model.first_fast_output(inputs[0], state)), sg)
+            roots[0] = roots[0] + self.aux_weight * aux
+        if inject and self.scale:
             roots.append(final_fast)
             seeds.append(sg * (self.scale / n))
         if inject and self.interface_scale and interface.messages:
@@ -93,13 +108,15 @@ class TwoTimescaleTraining:
             prediction = heads["fast"](model.squashed(start[:, :fast_size].detach()))
             sg_loss = sg_loss + self._regress(prediction, target)
         if ends_pass or len(self.messages) == self.slow_windows:
-            sg_loss = sg_loss + self.close_slow_window(warm and not ends_pass)
-        return final.detach(), loss_sum.detach(), sg_loss.detach()
+            slow_sg_loss, slow_aux = self.close_slow_window(warm and not ends_pass)
+            sg_loss, aux = sg_loss + slow_sg_loss, aux + slow_aux
+        return final.detach(), loss_sum.detach(), sg_loss.detach(), aux.detach()
 
     # ------------------------------------------------------------------------------------------ a slow window
-    def close_slow_window(self, inject: bool = True) -> torch.Tensor:
+    def close_slow_window(self, inject: bool = True) -> tuple[torch.Tensor, torch.Tensor]:
         """The slow core's backward over its window (see the module's docstring); `inject` False: no SG at its
-        end (the stream's pass ends there, or warm-up). Returns the slow and interface heads' losses."""
+        end (the stream's pass ends there, or warm-up). Returns the slow and interface heads' losses and the slow
+        core's aux loss."""
         model, heads = self.model, self.heads
         start = self.slow_start.clone().requires_grad_()
         messages = [m.clone().requires_grad_() for window in self.messages for m in window]
@@ -108,9 +125,9 @@ class TwoTimescaleTraining:
         roots, seeds = contexts[:len(reads)], reads  # context i: read by the segments after tick i
         final = torch.cat(states[-1], 1) if states else None
         end_sg = None
-        if heads is not None and inject and self.scale and final is not None:
+        if heads is not None and inject and self.slow_scale and final is not None:
             with torch.no_grad():
-                end_sg = heads["slow"](model.squashed(final.detach())) * self.scale
+                end_sg = heads["slow"](model.squashed(final.detach())) * self.slow_scale
             roots, seeds = roots + [final], seeds + [end_sg]
         inputs = [start, *self.slow_params]
         grads = torch.autograd.grad(roots, inputs, seeds, retain_graph=heads is not None, allow_unused=True)
@@ -124,8 +141,14 @@ class TwoTimescaleTraining:
                 before = [start.detach()] + [torch.cat(s, 1).detach() for s in states[:-1]]
                 prediction = heads["interface"](self._interface_input(messages, before))
                 sg_loss = sg_loss + self._regress(prediction, torch.cat(targets))
+        aux = torch.zeros((), device=start.device)
+        if self.aux is not None and messages:  # accumulates onto the slow core's gradient set above
+            with torch.no_grad():
+                end = heads["slow"](model.squashed(final.detach()))
+            aux = aux_loss(self.aux["slow"](model.first_slow_output(messages[0], start)), end)
+            (self.aux_weight * aux).backward()
         self._clear()
-        return sg_loss
+        return sg_loss, aux.detach()
 
     def _later_gradients(self, messages, contexts, final, reads, end_sg) -> list[torch.Tensor]:
         """Per fast window, the gradient its messages got from every later window (and the slow SG at the end):
@@ -171,4 +194,5 @@ def two_timescale_procedure(cfg, model, synthetic_gradients: bool) -> TwoTimesca
     if not getattr(model, "two_timescale", False):
         return None
     return TwoTimescaleTraining(model, int(cfg.model.slow_windows), float(cfg.dni.scale),
-                                float(cfg.model.interface_scale), float(cfg.dni.loss_weight), synthetic_gradients)
+                                float(cfg.model.interface_scale), float(cfg.dni.loss_weight), synthetic_gradients,
+                                float(cfg.dni.aux_weight), cfg.model.get("slow_scale"))

@@ -32,7 +32,7 @@ def build_model(cfg, vocab_size: int):
         from .hierarchical import HierarchicalCore
 
         return HierarchicalCore(vocab_size, m.hidden_size, m.slow_hidden_size, m.slow_every, m.message_size,
-                                m.embedding_size, heads=with_head)
+                                m.embedding_size, heads=with_head, aux=cfg.method == "dni_aux")
     return LSTMCore(vocab_size, m.hidden_size, m.num_layers, m.embedding_size, m.dropout,
                     sg_hidden_size=cfg.dni.head_hidden_size if with_head else None,
                     sg_num_layers=cfg.dni.head_num_layers, aux_head=cfg.method == "dni_aux",

@@ -93,9 +93,9 @@ class Trainer:
         n_tokens = y.numel()
         if self.procedure is not None:
             self.optimizer.zero_grad(set_to_none=True)
-            next_state, loss_sum, sg_loss = self.procedure.train_window(x, y, mask, self.state, ends_pass,
-                                                                        warm=self.chars >= self.warmup_chars)
-            self._sg_loss += sg_loss
+            next_state, loss_sum, sg_loss, aux = self.procedure.train_window(x, y, mask, self.state, ends_pass,
+                                                                             warm=self.chars >= self.warmup_chars)
+            self._sg_loss, self._aux_loss = self._sg_loss + sg_loss, self._aux_loss + aux
             self._update(next_state, loss_sum, n_tokens)
             return
         start = self.state.detach().requires_grad_(self.dni)

@@ -67,7 +67,7 @@ def probe(run: Path, slow_windows: int) -> dict:
         if starts_pass and window > 0:  # the split is read once
             break
         model.zero_grad(set_to_none=True)
-        state, _, _ = procedure.train_window(x.long(), y.long(), mask, state, ends_pass)
+        state, *_ = procedure.train_window(x.long(), y.long(), mask, state, ends_pass)
     return {name: agreement(pairs) for name, pairs in heads.items() if pairs}
 
 

@@ -24,9 +24,9 @@ HIERARCHICAL = ["model=hierarchical", "model.slow_every=3", "model.slow_hidden_s
                 "model.slow_windows=3"]
 
 
-def make_model(heads=True):
+def make_model(heads=True, aux=False):
     torch.manual_seed(0)
-    return HierarchicalCore(V, FAST, SLOW, EVERY, MESSAGE, embedding_size=5, heads=heads).double()
+    return HierarchicalCore(V, FAST, SLOW, EVERY, MESSAGE, embedding_size=5, heads=heads, aux=aux).double()
 
 
 def sequence(steps):
@@ -99,7 +99,7 @@ def test_oracle_synthetic_gradients_recover_full_backprop_through_both_cores():
     summed = {name: torch.zeros_like(p) for name, p in model.named_parameters() if name in g_full}
     for i, (x, y) in enumerate(zip(xs, ys)):
         model.zero_grad(set_to_none=True)
-        state, _, _ = procedure.train_window(x, y, None, state, ends_pass=i == W - 1)
+        state, *_ = procedure.train_window(x, y, None, state, ends_pass=i == W - 1)
         for name, p in model.named_parameters():
             if name in summed and p.grad is not None:
                 summed[name] += p.grad * (n if not name.startswith("slow.") else W * n)
@@ -116,7 +116,7 @@ def test_oracle_synthetic_gradients_recover_full_backprop_through_both_cores():
     state, gap = state0, torch.zeros(())
     for i, (x, y) in enumerate(zip(xs, ys)):
         plain.model.zero_grad(set_to_none=True)
-        state, _, _ = plain.train_window(x, y, None, state, ends_pass=i == W - 1)
+        state, *_ = plain.train_window(x, y, None, state, ends_pass=i == W - 1)
         gap = gap + plain.model.fast.weight_hh_l0.grad * n
     assert (gap - g_full["fast.weight_hh_l0"]).abs().max() > 1e-6
 
@@ -150,6 +150,20 @@ def test_zero_scales_train_exactly_as_plain_truncation(tmp_path, tiny_trainer):
                for k in ("fast", "slow", "interface"))
 
 
+def test_slow_scale_alone_injects_at_the_slow_boundary_only(tmp_path, tiny_trainer):
+    """dni.scale=0, model.slow_scale>0: the fast core gets no SG, so everything but the slow core follows plain
+    truncation until the slow core's SG-shaped updates reach it; the slow core's second update (its head learned in
+    the first slow window) differs."""
+    runs = {}
+    for method, extra in (("bptt", []), ("dni", ["dni.scale=0", "model.slow_scale=0.5"])):
+        trainer = tiny_trainer(tmp_path / method, method, [*HIERARCHICAL, "dni.lr=0.01", *extra])
+        for _ in range(6):  # two slow windows of 3
+            trainer.train_window()
+        runs[method] = dict(trainer.model.named_parameters())
+    for name, value in runs["bptt"].items():
+        assert torch.equal(value, runs["dni"][name]) != name.startswith("slow."), name
+
+
 def test_slow_core_is_updated_once_per_slow_window(tmp_path, tiny_trainer):
     trainer = tiny_trainer(tmp_path, "dni", HIERARCHICAL)
     slow = trainer.model.slow.weight_hh
@@ -161,12 +175,13 @@ def test_slow_core_is_updated_once_per_slow_window(tmp_path, tiny_trainer):
     assert changed == [False, False, True, False, False, True]
 
 
-def test_resume_mid_slow_window_is_bitwise(tmp_path, tiny_trainer):
+@pytest.mark.parametrize("method", ["dni", "dni_aux"])
+def test_resume_mid_slow_window_is_bitwise(tmp_path, tiny_trainer, method):
     settings = [*HIERARCHICAL, "trainer.eval_every=120", "trainer.max_chars=360", "dni.lr=0.01"]
     (tmp_path / "whole").mkdir(), (tmp_path / "parts").mkdir()
-    whole = tiny_trainer(tmp_path / "whole", "dni", settings)
+    whole = tiny_trainer(tmp_path / "whole", method, settings)
     whole.train(MetricsLog(tmp_path / "whole" / "metrics.jsonl"))
-    first = tiny_trainer(tmp_path / "parts", "dni", settings)
+    first = tiny_trainer(tmp_path / "parts", method, settings)
     original = first.train_window
 
     def stop_inside_a_slow_window():
@@ -177,7 +192,7 @@ def test_resume_mid_slow_window_is_bitwise(tmp_path, tiny_trainer):
     first.train_window = stop_inside_a_slow_window
     with pytest.raises(trainer_module.Interrupted):
         first.train(MetricsLog(tmp_path / "parts" / "metrics.jsonl"))
-    second = tiny_trainer(tmp_path / "parts", "dni", settings)
+    second = tiny_trainer(tmp_path / "parts", method, settings)
     restore(second, torch.load(tmp_path / "parts" / "last.pt", weights_only=True))
     second.train(MetricsLog(tmp_path / "parts" / "metrics.jsonl"))
     for name, value in whole.model.state_dict().items():
@@ -187,9 +202,52 @@ def test_resume_mid_slow_window_is_bitwise(tmp_path, tiny_trainer):
     assert strip(tmp_path / "parts" / "metrics.jsonl") == strip(tmp_path / "whole" / "metrics.jsonl")
 
 
+def test_dni_aux_at_weight_zero_trains_exactly_as_dni(tmp_path, tiny_trainer):
+    runs = {}
+    for method in ("dni", "dni_aux"):
+        trainer = tiny_trainer(tmp_path / method, method, [*HIERARCHICAL, "dni.lr=0.01", "dni.aux_weight=0",
+                                                           "trainer.weight_decay=0"])
+        for _ in range(9):
+            trainer.train_window()
+        runs[method] = dict(trainer.model.named_parameters())
+    assert set(runs["dni_aux"]) - set(runs["dni"]) == {f"aux_synthetic_gradient.{core}.{p}"
+                                                       for core in ("fast", "slow") for p in ("weight", "bias")}
+    for name, value in runs["dni"].items():
+        assert torch.equal(value, runs["dni_aux"][name]), name
+
+
+def test_aux_loss_trains_both_cores_but_leaves_every_heads_target_alone():
+    """The aux heads read outputs recomputed from detached states: their loss reaches the fast and slow cores'
+    weights, never the gradients the SG heads regress on (the start states', the contexts', the messages')."""
+    xs, ys = sequence(W * T)
+    seen = {}
+    for weight in (0.0, 1.0):
+        model = make_model(aux=True)
+        with torch.no_grad():
+            for layer in [*model.aux_synthetic_gradient.values(), *model.synthetic_gradient.values()]:
+                out = layer.output if hasattr(layer, "output") else layer
+                out.weight.normal_(0, 0.3, generator=torch.Generator().manual_seed(out.weight.numel()))
+        procedure = TwoTimescaleTraining(model, W, scale=0.5, interface_scale=0.5, aux_weight=weight)
+        targets, grads = [], {}
+        procedure._regress = lambda prediction, target, into=targets: into.append(target.detach()) or torch.zeros(())
+        state = start_state(model)
+        for i, (x, y) in enumerate(zip(xs, ys)):
+            model.zero_grad(set_to_none=True)
+            state, _, _, aux = procedure.train_window(x, y, None, state, ends_pass=False)
+            grads.update({f"{name}@{i}": p.grad.clone() for name, p in model.named_parameters()
+                          if p.grad is not None and not name.startswith(("synthetic", "aux"))})
+        seen[weight] = targets, grads, aux
+    (targets0, grads0, aux0), (targets1, grads1, aux1) = seen[0.0], seen[1.0]
+    assert len(targets1) == W + 2 and float(aux1) > 0 and float(aux0) == float(aux1)
+    for before, after in zip(targets0, targets1):
+        torch.testing.assert_close(after, before, rtol=0, atol=0)
+    for name in ("fast.weight_hh_l0@0", "embedding.weight@0", f"slow.weight_hh@{W - 1}"):
+        assert not torch.allclose(grads0[name], grads1[name]), name
+    assert torch.equal(grads0["message.weight@0"], grads1["message.weight@0"])
+
+
 @pytest.mark.parametrize("overrides, message", [
     (["trainer.unroll=5"], "must be a multiple of model.slow_every"),
-    (["method=dni_aux"], "method=bptt or dni"),
     (["model.slow_windows=0"], "model.slow_windows must be an integer >= 1"),
 ])
 def test_hierarchical_settings_are_checked(overrides, message):
