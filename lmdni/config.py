@@ -31,7 +31,7 @@ POSITIVE_INTS = ("model.hidden_size", "model.embedding_size", "trainer.unroll", 
                  "trainer.eval_every", "trainer.eval_batch_size", "dni.head_num_layers")
 NON_NEGATIVE = ("trainer.lr", "trainer.weight_decay", "trainer.clip", "trainer.patience", "dni.lr", "dni.scale",
                 "dni.loss_weight", "dni.aux_weight", "dni.head_hidden_size", "dni.head_rank", "dni.warmup_chars")
-NULLABLE = ("trainer.weight_decay", "model.slow_scale")  # null: the method's own (`weight_decay` below), dni.scale
+NULLABLE = ("trainer.weight_decay", "model.slow_scale")  # null: the method's own decay (below); dni.scale
 # trainer.weight_decay: null takes the method's own. DNI+Aux's aux loss pulls the core's weights to grow (on
 # Repeat-Copy its SG target, and so its SG loss, grow with them for 20M characters and more); decoupled decay at 0.01
 # stops that and keeps its lead on text; BPTT and plain DNI are as good or better without (docs/results/suite)
