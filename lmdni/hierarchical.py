@@ -24,7 +24,7 @@ from typing import NamedTuple
 import torch
 from torch import nn
 
-from .model import CoreOutput, SyntheticGradientHead
+from .model import CoreOutput, SyntheticGradientHead, zero_linear
 
 
 class Interface(NamedTuple):
@@ -57,19 +57,14 @@ class HierarchicalCore(nn.Module):
         self.decoder = nn.Linear(hidden_size, vocab_size)
         self.synthetic_gradient = None
         if heads:
-            interface = nn.Linear(message_size + 2 * slow_hidden_size, message_size)
-            nn.init.zeros_(interface.weight)
-            nn.init.zeros_(interface.bias)
+            interface = zero_linear(message_size + 2 * slow_hidden_size, message_size)
             self.synthetic_gradient = nn.ModuleDict({"fast": SyntheticGradientHead(2 * hidden_size),
                                                      "slow": SyntheticGradientHead(2 * slow_hidden_size),
                                                      "interface": interface})
         self.aux_synthetic_gradient = None
         if heads and aux:
-            self.aux_synthetic_gradient = nn.ModuleDict({"fast": nn.Linear(hidden_size, 2 * hidden_size),
-                                                         "slow": nn.Linear(slow_hidden_size, 2 * slow_hidden_size)})
-            for layer in self.aux_synthetic_gradient.values():
-                nn.init.zeros_(layer.weight)
-                nn.init.zeros_(layer.bias)
+            self.aux_synthetic_gradient = nn.ModuleDict({"fast": zero_linear(hidden_size, 2 * hidden_size),
+                                                         "slow": zero_linear(slow_hidden_size, 2 * slow_hidden_size)})
 
     # ------------------------------------------------------------------------------------------------ the state
     @property

@@ -81,7 +81,7 @@ class TwoTimescaleTraining:
         roots, seeds = [loss_sum / n], [torch.ones_like(loss_sum)]
         inject = heads is not None and warm and not ends_pass
         final_fast = final[:, :fast_size]
-        if heads is not None:
+        if self.aux is not None or (inject and self.scale):  # the fast head's SG at the window's end
             with torch.no_grad():
                 sg = heads["fast"](model.squashed(final_fast.detach()))
         aux = torch.zeros((), device=loss_sum.device)
@@ -124,10 +124,12 @@ class TwoTimescaleTraining:
         contexts, states = model.slow_steps(start, messages)
         roots, seeds = contexts[:len(reads)], reads  # context i: read by the segments after tick i
         final = torch.cat(states[-1], 1) if states else None
-        end_sg = None
-        if heads is not None and inject and self.slow_scale and final is not None:
+        end_sg = end = None  # the slow head's SG at the window's end: injected scaled, DNI+Aux's target as it is
+        if final is not None and (self.aux is not None or (heads is not None and inject and self.slow_scale)):
             with torch.no_grad():
-                end_sg = heads["slow"](model.squashed(final.detach())) * self.slow_scale
+                end = heads["slow"](model.squashed(final.detach()))
+        if heads is not None and inject and self.slow_scale and final is not None:
+            end_sg = end * self.slow_scale
             roots, seeds = roots + [final], seeds + [end_sg]
         inputs = [start, *self.slow_params]
         grads = torch.autograd.grad(roots, inputs, seeds, retain_graph=heads is not None, allow_unused=True)
@@ -143,8 +145,6 @@ class TwoTimescaleTraining:
                 sg_loss = sg_loss + self._regress(prediction, torch.cat(targets))
         aux = torch.zeros((), device=start.device)
         if self.aux is not None and messages:  # accumulates onto the slow core's gradient set above
-            with torch.no_grad():
-                end = heads["slow"](model.squashed(final.detach()))
             aux = aux_loss(self.aux["slow"](model.first_slow_output(messages[0], start)), end)
             (self.aux_weight * aux).backward()
         self._clear()

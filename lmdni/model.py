@@ -34,6 +34,15 @@ class CoreOutput(NamedTuple):
     start_head_input: torch.Tensor | None = None  # linear head: what it read for the start state (its regression)
 
 
+def zero_linear(in_features: int, out_features: int) -> nn.Linear:
+    """A linear layer whose weight and bias start at exactly zero: a prediction head that predicts nothing until it
+    has learned (every SG and aux head's output layer)."""
+    layer = nn.Linear(in_features, out_features)
+    nn.init.zeros_(layer.weight)
+    nn.init.zeros_(layer.bias)
+    return layer
+
+
 class SyntheticGradientHead(nn.Module):
     """Maps a recurrent state to the predicted gradient of all future loss with respect to it.
 
@@ -54,9 +63,7 @@ class SyntheticGradientHead(nn.Module):
                 layers += [nn.Linear(width, hidden_size), nn.ReLU()]
                 width = hidden_size
         self.down = nn.Linear(state_size, rank, bias=False) if rank > 0 else None
-        self.output = nn.Linear(rank or width, state_size)
-        nn.init.zeros_(self.output.weight)
-        nn.init.zeros_(self.output.bias)
+        self.output = zero_linear(rank or width, state_size)
         self.hidden = nn.Sequential(*layers)
 
     @property
@@ -135,10 +142,7 @@ class LSTMCore(nn.Module):
         # DNI+Aux: from the top layer's output at the window's first step, predict the SG that the window's end will
         # produce. It reads an in-graph activation, so its loss also trains the core (see `aux_input` for which
         # part of it). Zero-initialised, like the SG.
-        self.aux_synthetic_gradient = nn.Linear(hidden_size, self.state_size) if aux_head else None
-        if aux_head:
-            nn.init.zeros_(self.aux_synthetic_gradient.weight)
-            nn.init.zeros_(self.aux_synthetic_gradient.bias)
+        self.aux_synthetic_gradient = zero_linear(hidden_size, self.state_size) if aux_head else None
 
     @property
     def state_size(self) -> int:
