@@ -23,35 +23,50 @@ def config_dir() -> Path:
 
 
 def _fail(program: str, message: str) -> None:
-    print(f"{program}: error: {message}", file=sys.stderr)
+    """One line per problem (a refused resume has one per key), each naming the program."""
+    print("\n".join(f"{program}: error: {line}" for line in message.splitlines()), file=sys.stderr)
     sys.exit(2)
 
 
-def train_task(cfg) -> dict:
-    """Run one training job in the current Hydra output directory."""
+def train_task(cfg, prepared=None) -> dict:
+    """Run one training job in the current Hydra output directory. `prepared`: the run as lmdni.preflight claimed it
+    before Hydra started (a single run); a sweep's job claims its own here."""
     from hydra.core.hydra_config import HydraConfig
+    from omegaconf import OmegaConf
     from tqdm.contrib.logging import logging_redirect_tqdm
 
     from . import checkpoint as ckpt
     from .metrics import MetricsLog
+    from .preflight import claim_run
     from .run import build_trainer
 
-    trainer = build_trainer(cfg, Path(HydraConfig.get().runtime.output_dir))
+    if prepared is None:
+        hydra_cfg = HydraConfig.get()
+        prepared = claim_run(cfg, list(hydra_cfg.overrides.task), Path(hydra_cfg.runtime.output_dir),
+                             int(__import__("os").environ.get("RANK", "0")))
+        _CLAIMED.append(prepared)
+    cfg = prepared.cfg
+    if prepared.payload is not None:
+        log.info("run dir %s: resuming from last.pt at %s characters", prepared.run_dir, f"{prepared.payload['chars']:,}")
+    else:
+        log.info("run dir %s: a new run", prepared.run_dir)
+    trainer = build_trainer(cfg, prepared.run_dir)
     # torchrun: every rank works in rank 0's run dir (the others were given a scratch dir, see train_main)
     trainer.out_dir = out_dir = Path(trainer.dist.broadcast_object(str(trainer.out_dir)))
     metrics = MetricsLog(out_dir / "metrics.jsonl")
-    last = out_dir / "last.pt"
-    if cfg.trainer.resume and last.exists():
-        trainer.load_state_dict(ckpt.load(last, map_location=trainer.device))
-        if trainer.dist.is_main:
-            metrics.truncate_after(trainer.chars)
-        log.info("resumed from %s at %s characters", last, f"{trainer.chars:,}")
-    if trainer.dist.is_main:  # a live view of metrics.jsonl (rank 0 only), opened where the run resumes
-        from omegaconf import OmegaConf
-
-        from .tensorboard import make_views
+    if prepared.payload is not None:
+        trainer.load_state_dict(prepared.payload)
+    if trainer.dist.is_main:
+        metrics.truncate_after(trainer.chars)  # records written after the checkpoint (or before a first one)
+        if prepared.payload is not None:  # .hydra/config.yaml says what the run is now (e.g. its new budget)
+            config = out_dir / ".hydra" / "config.yaml"
+            text = OmegaConf.to_yaml(cfg)
+            if config.parent.is_dir() and (not config.is_file() or config.read_text() != text):
+                ckpt.atomic_write_bytes(config, lambda handle: handle.write(text.encode()))
+        from .tensorboard import make_views  # a live view of metrics.jsonl (rank 0 only), opened where it resumes
 
         metrics.views = make_views(cfg.get("logger"), out_dir, OmegaConf.to_yaml(cfg), trainer.chars)
+    prepared.started = True
     previous = {sig: signal.signal(sig, trainer.request_stop) for sig in (signal.SIGINT, signal.SIGTERM)}
     try:
         with logging_redirect_tqdm():
@@ -61,6 +76,11 @@ def train_task(cfg) -> dict:
             signal.signal(sig, handler)
         metrics.close()
         trainer.dist.close()
+
+
+# the runs this process claimed: their locks are held until the process ends, and one refused before it started
+# is abandoned (its new folder removed)
+_CLAIMED: list = []
 
 
 def _quiet_secondary_rank() -> None:
@@ -74,22 +94,41 @@ def _quiet_secondary_rank() -> None:
                      "hydra/hydra_logging=disabled"]
 
 
-def _check_overrides(argv: list[str]) -> None:
-    """Compose the config once with the command line's overrides, so that an unknown key or a bad value is one line
-    here rather than Hydra's multi-line report. Sweeps (`-m`, comma lists) and Hydra's own flags are left to Hydra."""
+# Hydra flags that run no job (--cfg job prints the config), or compose from another config (-cn, -cp, -cd): no run
+# dir is claimed before Hydra for them; a job they do run claims its own
+NOT_ONE_RUN = ("-m", "--multirun", "--cfg", "-c", "--info", "-i", "--hydra-help", "--shell-completion", "-sc",
+               "--version", "--config-name", "-cn", "--config-path", "-cp", "--config-dir", "-cd")
+
+
+def _is_sweep(argv: list[str]) -> bool:
     overrides = [a for a in argv if "=" in a and not a.startswith(("-", "hydra"))]
-    if any(flag in argv for flag in ("-m", "--multirun")) or any("," in a for a in overrides):
-        return
-    from .run import compose_config
+    flags = {a.split("=")[0] for a in argv if a.startswith("-")}
+    return bool(flags & set(NOT_ONE_RUN)) or any("," in a for a in overrides)
+
+
+def _prepare(argv: list[str]):
+    """A single run is checked and its run dir claimed before Hydra writes anything (lmdni.preflight); Hydra's
+    override and composition errors become one line. Sweeps are left to Hydra and checked per job."""
+    if _is_sweep(argv):
+        return None
+    from .preflight import prepare
 
     try:
-        compose_config(overrides)
+        prepared = prepare(argv)
+    except LmdniError as exc:
+        _fail("lmdni-train", str(exc))
     except Exception as exc:  # Hydra's override and composition errors: report the first line, the key is in it
         lines = [line.strip() for line in str(exc).splitlines() if line.strip()]
         detail = " ".join(lines[:3]) if lines else type(exc).__name__
         if exc.__cause__ is not None and str(exc.__cause__).strip():  # a type error: say which type was expected
             detail += ": " + str(exc.__cause__).strip().splitlines()[0]
         _fail("lmdni-train", f"bad override: {detail}")
+    if not any(a.startswith("hydra.run.dir=") for a in argv):  # the dated default, resolved once
+        sys.argv.append(f"hydra.run.dir={prepared.run_dir}")
+    if prepared.payload is not None:  # a resume: .hydra/ keeps the run's own composition
+        sys.argv.append("hydra.output_subdir=null")
+    _CLAIMED.append(prepared)
+    return prepared
 
 
 TRAIN_HELP = """usage: lmdni-train [KEY=VALUE ...] [GROUP=OPTION ...] [-m]
@@ -130,16 +169,24 @@ def train_main() -> None:
         return
     from .config import register_schema
 
-    _check_overrides(sys.argv[1:])
+    prepared = _prepare(sys.argv[1:])
     _quiet_secondary_rank()
     register_schema()
 
     @hydra.main(version_base="1.3", config_path=str(config_dir()), config_name="train")
     def _main(cfg):
         try:
-            train_task(cfg)
+            train_task(cfg, prepared)
         except LmdniError as exc:
+            for claimed in _CLAIMED:
+                if not claimed.started and claimed.claimed is not None:
+                    claimed.claimed.abandon()  # refused before it started: no new folder is left behind
             _fail("lmdni-train", str(exc))
+        finally:  # a sweep's next job may not find this one's lock
+            for claimed in _CLAIMED:
+                if claimed.claimed is not None and claimed.claimed.lock is not None:
+                    claimed.claimed.lock.release()
+            _CLAIMED.clear()
 
     _main()
 

@@ -31,6 +31,7 @@ POSITIVE_INTS = ("model.hidden_size", "model.embedding_size", "trainer.unroll", 
                  "trainer.eval_every", "trainer.eval_batch_size", "dni.head_num_layers")
 NON_NEGATIVE = ("trainer.lr", "trainer.weight_decay", "trainer.clip", "trainer.patience", "dni.lr", "dni.scale",
                 "dni.loss_weight", "dni.aux_weight", "dni.head_hidden_size", "dni.head_rank", "dni.warmup_chars")
+BUDGETS = ("trainer.max_chars", "trainer.max_epochs", "trainer.max_seconds")
 NULLABLE = ("trainer.weight_decay", "model.slow_scale")  # null: the method's own decay (below); dni.scale
 # trainer.weight_decay: null takes the method's own. DNI+Aux's aux loss pulls the core's weights to grow (on
 # Repeat-Copy its SG target, and so its SG loss, grow with them for 20M characters and more); decoupled decay at 0.01
@@ -94,6 +95,13 @@ def validate(cfg) -> None:
         if isinstance(value, bool) or not isinstance(value, (int, float)) or value < 0:
             either = " or null" if key in NULLABLE else ""
             raise ConfigError(f"{key} must be a non-negative number{either}, got {value!r}")
+    for key in BUDGETS:  # null: no such budget
+        value = OmegaConf.select(cfg, key)
+        if value is not None and (isinstance(value, bool) or not isinstance(value, (int, float)) or value <= 0):
+            raise ConfigError(f"{key} must be a positive number or null (no budget), got {value!r}")
+    threads = cfg.get("threads")
+    if threads is not None and (isinstance(threads, bool) or not isinstance(threads, int) or threads < 1):
+        raise ConfigError(f"threads must be an integer >= 1 or null (torch's default), got {threads!r}")
     for key, allowed in CHOICES.items():
         value = OmegaConf.select(cfg, key)
         if value not in allowed:

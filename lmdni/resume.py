@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import torch
 
-from .checkpoint import strip_compile_prefix
+from .checkpoint import first_line, load_model_state, strip_compile_prefix
 from .errors import CheckpointError
 
 
@@ -41,6 +41,7 @@ def snapshot(trainer) -> dict:
         "rng": trainer.dist.gather_objects(_rng_state(trainer.device)),  # one per rank
         "interval": trainer.dist.gather_objects(_interval(trainer)),  # one per rank
         "vocab": trainer.task.vocab,
+        "device": trainer.device.type,  # a resume is exact only on this kind of device (lmdni.rundir)
         "procedure": trainer.procedure.state_dict() if trainer.procedure is not None else None,
         "config": OmegaConf.to_container(trainer.cfg, resolve=True),
     }
@@ -59,11 +60,11 @@ def _one_optimizer(payload: dict) -> dict:
 
 def restore(trainer, payload: dict) -> None:
     try:
-        trainer.model.load_state_dict(payload["model"])
+        load_model_state(trainer.model, payload["model"])
         trainer.optimizer.load_state_dict(_one_optimizer(payload))
-    except (RuntimeError, ValueError, KeyError) as exc:
+    except (RuntimeError, ValueError, KeyError, CheckpointError) as exc:
         raise CheckpointError(f"the checkpoint in {trainer.out_dir} does not match this configuration "
-                              f"(another model shape or method?): {str(exc).splitlines()[0]}") from None
+                              f"(another model shape or method?): {first_line(exc)}") from None
     trainer.stream.load_state_dict(payload["stream"])
     state = payload["state"]
     if state is not None:

@@ -57,9 +57,9 @@ def load_run(run_dir, which: str = "best", device: str = "auto"):
         vocab = payload.get("vocab")
         vocab_size = len(vocab) if vocab else task_class(cfg.data).config_vocab_size(cfg)
         model = build_model(cfg, vocab_size)
-        model.load_state_dict(payload["model"])
-    except (KeyError, TypeError, ValueError, RuntimeError) as exc:
-        raise CheckpointError(f"{path} does not match the configured model: {str(exc).splitlines()[0]}") from None
+        ckpt.load_model_state(model, payload["model"])
+    except (KeyError, TypeError, ValueError, RuntimeError, CheckpointError) as exc:
+        raise CheckpointError(f"{path} does not match the configured model: {ckpt.first_line(exc)}") from None
     return cfg, model.to(resolve_device(device)), payload
 
 
@@ -82,12 +82,16 @@ def build_trainer(cfg, out_dir, distributed=None, corpus=None):
     return Trainer(cfg, model, task, out_dir, device, distributed)
 
 
-def compose_config(overrides=(), name: str = "train"):
-    """The run config `lmdni-train OVERRIDES...` would use, for scripts and tests."""
+def compose_config(overrides=(), name: str = "train", with_hydra: bool = False):
+    """The run config `lmdni-train OVERRIDES...` would use, for scripts and tests (`with_hydra`: with Hydra's own
+    node, e.g. the run dir). Inside a Hydra app (a sweep's job) it composes with the app's own search path."""
     from hydra import compose, initialize_config_dir
+    from hydra.core.global_hydra import GlobalHydra
 
     from .cli import config_dir
 
     register_schema()
+    if GlobalHydra.instance().is_initialized():
+        return compose(name, list(overrides), return_hydra_config=with_hydra)
     with initialize_config_dir(version_base="1.3", config_dir=str(config_dir())):
-        return compose(name, list(overrides))
+        return compose(name, list(overrides), return_hydra_config=with_hydra)

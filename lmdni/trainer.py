@@ -178,7 +178,7 @@ class Trainer:
                     tick = time.perf_counter()
                     self.save("last.pt")
                     raise Interrupted(f"interrupted at {self.chars:,} characters; saved {self.out_dir / 'last.pt'} "
-                                      f"(run again with hydra.run.dir={self.out_dir} to resume)")
+                                      f"(run lmdni-train hydra.run.dir={self.out_dir} to resume)")
                 if max_seconds and self.train_seconds + time.perf_counter() - tick >= max_seconds:
                     stop_reason = "time budget"
                     break
@@ -271,7 +271,8 @@ class Trainer:
                   "chars_per_sec": self.chars / max(self.train_seconds, 1e-9), "stop_reason": stop_reason}
         if self.dist.is_main:
             ckpt.save_json(self.out_dir / "results.json", result)
-        log.info("stopped (%s) after %s characters: %s", stop_reason, f"{self.chars:,}", summary)
+        log.info("stopped (%s) after %s characters: %s; run dir %s", stop_reason, f"{self.chars:,}", summary,
+                 self.out_dir)
         return result
 
     # ------------------------------------------------------------------------------------------ checkpointing

@@ -39,8 +39,25 @@ def test_corrupted_ptb_is_refused_with_checksums(ptb_dir, tmp_path):
 
 
 def test_missing_ptb_offline_names_the_files(tmp_path):
+    (tmp_path / "empty").mkdir()
     with pytest.raises(DataError, match="ptb.train.txt, ptb.valid.txt and ptb.test.txt"):
-        load_ptb_chars(tmp_path / "nowhere", download=False)
+        load_ptb_chars(tmp_path / "empty", download=False)
+
+
+def test_a_data_root_that_does_not_exist_is_an_error_and_is_not_made(tmp_path, monkeypatch):
+    """A folder the user names must exist (a typo is not made into a new folder); the default cache is made."""
+    import platformdirs
+
+    for root, env in ((tmp_path / "typo" / "ptb", None), (None, tmp_path / "typo2")):
+        if env:
+            monkeypatch.setenv("LMDNI_DATA", str(env))
+        with pytest.raises(DataError, match="is not a folder"):
+            load_ptb_chars(root, download=True)
+    assert sorted(p.name for p in tmp_path.iterdir()) == []
+    monkeypatch.delenv("LMDNI_DATA")
+    monkeypatch.setattr(platformdirs, "user_cache_dir", lambda name: str(tmp_path / "cache"))
+    with pytest.raises(DataError, match="ptb.train.txt, ptb.valid.txt and ptb.test.txt"):
+        load_ptb_chars(None, download=False)
 
 
 def test_word_to_char_rule():
@@ -106,11 +123,15 @@ def test_download_failure_is_one_clear_sentence(tmp_path, monkeypatch):
     def offline(*args, **kwargs):
         raise ConnectionError("no network")
 
+    import platformdirs
+
     monkeypatch.setattr(pooch, "retrieve", offline)
+    monkeypatch.delenv("LMDNI_DATA", raising=False)
+    monkeypatch.setattr(platformdirs, "user_cache_dir", lambda name: str(tmp_path / "cache"))  # the default cache
     with pytest.raises(DataError) as info:
-        load_ptb_chars(tmp_path / "cache", download=True)
+        load_ptb_chars(None, download=True)
     message = str(info.value)
-    assert "could not be downloaded (ConnectionError)" in message and str(tmp_path / "cache") in message
+    assert "could not be downloaded (ConnectionError)" in message and str(tmp_path / "cache" / "ptb") in message
     assert "\n" not in message
 
 

@@ -97,6 +97,7 @@ def test_offline_download_names_the_files_to_put_where(tmp_path, monkeypatch):
         raise OSError("no network")
 
     monkeypatch.setattr(pooch, "retrieve", offline)
+    (tmp_path / "cache").mkdir()
     with pytest.raises(DataError) as error:
         load_corpus(config("enwik8", tmp_path / "cache", 5, 5, download=True))
     message = str(error.value)

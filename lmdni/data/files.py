@@ -8,11 +8,16 @@ from pathlib import Path
 from ..errors import DataError
 
 
-def default_root(name: str) -> Path:
-    """`LMDNI_DATA`, else the per-user cache dir (where downloads go)."""
-    env = os.environ.get("LMDNI_DATA")
-    if env:
-        return Path(env).expanduser()
+def data_root(root, name: str) -> Path:
+    """`data.root`, else `LMDNI_DATA`, else the per-user cache dir (where downloads go). Only the cache is made when
+    it is missing: a folder the user named must exist, so that a typo is an error, not a new empty folder."""
+    for source, value in (("data.root", root), ("LMDNI_DATA", os.environ.get("LMDNI_DATA"))):
+        if value:
+            path = Path(value).expanduser()
+            if not path.is_dir():
+                raise DataError(f"{source} {path} is not a folder: make it, or point {source} at the folder that "
+                                f"holds the data (only the default cache folder is created)")
+            return path
     import platformdirs
 
     return Path(platformdirs.user_cache_dir("lmdni")) / name

@@ -9,7 +9,7 @@ from __future__ import annotations
 from pathlib import Path
 
 from ..errors import DataError
-from .files import default_root, ensure, verify
+from .files import data_root, ensure, verify
 
 SPLITS = ("train", "valid", "test")
 
@@ -60,7 +60,7 @@ def _download(root: Path, name: str) -> None:
 
 def load_ptb_chars(root: str | Path | None = None, download: bool = True) -> dict[str, list[str]]:
     """Character sequences for the three splits, checksum-verified."""
-    root = Path(root).expanduser() if root else default_root("ptb")
+    root = data_root(root, "ptb")
     have_words = all((root / name).exists() for name in WORD_MD5)
     have_chars = all((root / f"ptb.char.{split}.txt").exists() for split in SPLITS)
     if not have_words and have_chars:

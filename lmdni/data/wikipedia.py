@@ -18,7 +18,7 @@ import numpy as np
 import torch
 
 from ..errors import DataError
-from .files import default_root, ensure, verify
+from .files import data_root, ensure, verify
 
 SIZE = 100_000_000
 VALID_CHARS = TEST_CHARS = 5_000_000
@@ -59,7 +59,7 @@ def _download(name: str, root: Path) -> None:
 def locate(name: str, root: str | Path | None = None, download: bool = True) -> Path:
     """The verified extracted file: found, extracted from its zip, or downloaded and extracted."""
     spec = DATASETS[name]
-    root = Path(root).expanduser() if root else default_root(name)
+    root = data_root(root, name)
     path, archive = root / spec["member"], root / spec["archive"]
     if not path.exists():
         ensure(archive, download, lambda: _download(name, root),
