@@ -36,6 +36,7 @@ def train_task(cfg, prepared=None) -> dict:
     from tqdm.contrib.logging import logging_redirect_tqdm
 
     from . import checkpoint as ckpt
+    from .environment import describe as describe_environment
     from .metrics import MetricsLog
     from .preflight import claim_run
     from .run import build_trainer
@@ -51,6 +52,7 @@ def train_task(cfg, prepared=None) -> dict:
     else:
         log.info("run dir %s: a new run", prepared.run_dir)
     trainer = build_trainer(cfg, prepared.run_dir)
+    log.info("environment: %s", describe_environment(trainer.environment))
     # torchrun: every rank works in rank 0's run dir (the others were given a scratch dir, see train_main)
     trainer.out_dir = out_dir = Path(trainer.dist.broadcast_object(str(trainer.out_dir)))
     metrics = MetricsLog(out_dir / "metrics.jsonl")
@@ -65,7 +67,8 @@ def train_task(cfg, prepared=None) -> dict:
                 ckpt.atomic_write_bytes(config, lambda handle: handle.write(text.encode()))
         from .tensorboard import make_views  # a live view of metrics.jsonl (rank 0 only), opened where it resumes
 
-        metrics.views = make_views(cfg.get("logger"), out_dir, OmegaConf.to_yaml(cfg), trainer.chars)
+        metrics.views = make_views(cfg.get("logger"), out_dir, OmegaConf.to_yaml(cfg), trainer.chars,
+                                   describe_environment(trainer.environment))
     prepared.started = True
     previous = {sig: signal.signal(sig, trainer.request_stop) for sig in (signal.SIGINT, signal.SIGTERM)}
     try:

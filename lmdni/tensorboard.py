@@ -15,7 +15,7 @@ NOT_SCALARS = ("step", "chars")  # the step is `chars`; `step` (windows) is a co
 
 
 class TensorBoardView:
-    def __init__(self, run_dir: Path, config_yaml: str, resume_chars: int = 0):
+    def __init__(self, run_dir: Path, config_yaml: str, resume_chars: int = 0, environment: str | None = None):
         try:
             from torch.utils.tensorboard import SummaryWriter
         except ImportError:
@@ -25,6 +25,8 @@ class TensorBoardView:
                                     purge_step=resume_chars + 1 if resume_chars else None)
         if not resume_chars:
             self.writer.add_text("config", f"```\n{config_yaml}\n```", 0)
+        if environment:  # each session's, at the characters it starts from (a resume may run elsewhere)
+            self.writer.add_text("environment", environment, resume_chars)
 
     def write(self, record: dict) -> None:
         for key, value in record.items():
@@ -36,6 +38,6 @@ class TensorBoardView:
         self.writer.close()
 
 
-def make_views(name, run_dir: Path, config_yaml: str, resume_chars: int) -> list:
+def make_views(name, run_dir: Path, config_yaml: str, resume_chars: int, environment: str | None = None) -> list:
     """The views `logger=NAME` asks for (`lmdni.config.validate` has checked the name)."""
-    return [TensorBoardView(run_dir, config_yaml, resume_chars)] if name == "tensorboard" else []
+    return [TensorBoardView(run_dir, config_yaml, resume_chars, environment)] if name == "tensorboard" else []

@@ -23,6 +23,7 @@ from .boundary import (aux_loss, backward_window, bootstrapped_target, injected_
                        resolve_fused)
 from .config import weight_decay
 from .distributed import Distributed
+from .environment import environment
 from .errors import DivergenceError, LmdniError
 from .evaluate import bits_per_character
 from .hierarchical_training import two_timescale_procedure
@@ -65,6 +66,7 @@ class Trainer:
         # forward + loss; bf16 autocast, TF32 and torch.compile are opt-in (lmdni.speed)
         configure_tf32(bool(tc.get("tf32", False)), device)
         self.forward = window_forward(model, device, tc.get("precision", "fp32"), bool(tc.get("compile", False)))
+        self.environment = environment(device)  # what made the run: results.json, the log (lmdni.environment)
         self.state = None  # the carried state of this process's columns, made at the first window
         self.chars, self.step, self.train_seconds = 0, 0, 0.0
         self.best_score, self.bad_evals, self.evals = task.best_initial, 0, 0
@@ -268,7 +270,8 @@ class Trainer:
         fields, summary = self.task.results(self.model, self.best_score, self.device)
         result = {"method": self.cfg.method, "unroll": self.cfg.trainer.unroll, **fields,
                   "best_chars": best["chars"], "chars": self.chars, "seconds": round(self.train_seconds, 3),
-                  "chars_per_sec": self.chars / max(self.train_seconds, 1e-9), "stop_reason": stop_reason}
+                  "chars_per_sec": self.chars / max(self.train_seconds, 1e-9), "stop_reason": stop_reason,
+                  "environment": self.environment}
         if self.dist.is_main:
             ckpt.save_json(self.out_dir / "results.json", result)
         log.info("stopped (%s) after %s characters: %s; run dir %s", stop_reason, f"{self.chars:,}", summary,
