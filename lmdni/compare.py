@@ -187,6 +187,22 @@ def plot(runs: list[dict], out: Path, target: float | None = None) -> list[Path]
     return written
 
 
+def warn_environments(runs: list[dict]) -> None:
+    """Runs made in different environments (lmdni.environment) follow different floating-point trajectories: say so,
+    with what differs, so that a reader compares them as distributions over seeds, not run against run."""
+    from .environment import differences
+
+    records = [run["results"].get("environment") for run in runs]
+    differing = differences(records)
+    unrecorded = sum(1 for record in records if not record)
+    if differing:
+        print(f"lmdni-compare: note: these runs were made in different environments ({'; '.join(differing)}): "
+              f"their trajectories differ beyond the seed, compare them over several seeds", file=sys.stderr)
+    if unrecorded and unrecorded < len(records):
+        print(f"lmdni-compare: note: {unrecorded} of {len(records)} runs record no environment (made before runs "
+              f"recorded it)", file=sys.stderr)
+
+
 def main(argv=None) -> None:
     parser = argparse.ArgumentParser(prog="lmdni-compare", description=__doc__.splitlines()[0])
     parser.add_argument("runs", nargs="+", type=Path, help="run directories or sweep directories")
@@ -207,6 +223,7 @@ def main(argv=None) -> None:
     if reference is not None and target is None:
         parser.error("--reference needs --target")
     print(table(runs, target, reference))
+    warn_environments(runs)
     if args.pivot:
         print()
         print(pivot(runs))

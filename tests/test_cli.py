@@ -33,6 +33,13 @@ def test_train_writes_metrics_checkpoints_and_eval_reads_them(tmp_path, text_fil
     assert (out / "best.pt").is_file() and (out / "last.pt").is_file()
     results = json.loads((out / "results.json").read_text())
     assert results["best_valid_bpc"] == min(r["valid_bpc"] for r in records)
+    environment = results["environment"]  # what made the run (lmdni.environment), also the log's top
+    import torch
+
+    assert environment["torch"] == torch.__version__ and environment["threads"] == 1
+    assert environment["device"] == "cpu" and environment["cpu"] and environment["cpu_capability"]
+    assert len(environment["lmdni_commit"] or "0" * 40) == 40 and "lmdni_clean" in environment
+    assert "environment: lmdni" in (out / "cli.log").read_text()
     # what results.json and lmdni-eval report carries the state across the whole split; columns are the other mode
     evaluated = run(["lmdni.cli_eval", str(out)])
     assert evaluated.returncode == 0, evaluated.stderr

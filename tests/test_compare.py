@@ -106,3 +106,22 @@ def test_runs_of_another_model_get_their_own_colour_and_name(runs):
     style = {d["run"].name: s for d, s in zip(described, compare.styles(described))}
     assert style["hier_dni_T8"][1] == style["dni_T8"][1] == "-" and style["hier_dni_T8"][0] != style["dni_T8"][0]
     assert "| dni (hierarchical) | 8 |" in compare.table(described, None)
+
+
+def test_compare_says_when_runs_come_from_different_environments(runs, capsys):
+    """Runs whose recorded environments differ are flagged, naming what differs; the same environment is not."""
+    same = {"lmdni_commit": "abc", "torch": "2.13.0+cpu", "cpu": "CPU A", "cpu_capability": "AVX2", "blas": "mkl",
+            "threads": 1, "device": "cpu"}
+    for name in ("bptt_T40", "bptt_T8"):
+        results = json.loads((runs / name / "results.json").read_text())
+        (runs / name / "results.json").write_text(json.dumps({**results, "environment": same}))
+    compare.main([str(runs / "bptt_T40"), str(runs / "bptt_T8"), "--no-plot"])
+    assert "different environments" not in capsys.readouterr().err
+    results = json.loads((runs / "bptt_T8" / "results.json").read_text())
+    results["environment"] = {**same, "cpu": "CPU B", "cpu_capability": "AVX512"}
+    (runs / "bptt_T8" / "results.json").write_text(json.dumps(results))
+    compare.main([str(runs / "bptt_T40"), str(runs / "bptt_T8"), "--no-plot"])
+    err = capsys.readouterr().err
+    assert "made in different environments (cpu: CPU A / CPU B; cpu_capability: AVX2 / AVX512)" in err
+    compare.main([str(runs / "bptt_T40"), str(runs / "dni_T8"), "--no-plot"])
+    assert "1 of 2 runs record no environment" in capsys.readouterr().err
