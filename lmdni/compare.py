@@ -1,29 +1,40 @@
-"""`lmdni-compare RUN_DIR... [--target BPC|RUN] [--reference RUN] [--out DIR]`: BPC curves and a table across runs.
+"""`lmdni-compare RUN_DIR... [--target BPC|RUN] [--reference RUN] [--out DIR] [--per-run]`: a table and BPC curves.
 
-Accepts run directories or sweep directories (every sub-directory holding a metrics.jsonl is a run). Writes
-`valid_bpc_vs_chars.png` and `valid_bpc_vs_seconds.png` (matplotlib, the `plot` extra) drawn as the DNI paper does:
-one colour per unroll, one line style per method (BPTT dashed, DNI solid, DNI+Aux dotted), the target as a
-horizontal line. Prints a Markdown table: final and best valid BPC, test BPC, chars/s, peak memory (GPU: most
-allocated; CPU: the process's peak RSS), characters and seconds to reach the target and, with --reference, their
-ratios to that run's.
+Accepts run directories or sweep directories (every sub-directory holding a metrics.jsonl is a run). Runs that
+differ only in their seed (or budget, threads, device, display) are one *arm*: one table row, with the mean over its
+seeds and their range, and one curve, the mean with a min–max band (`--per-run`: a row and a curve per run). The table:
+best and final valid BPC, test BPC, chars/s, peak memory (GPU: most allocated; CPU: peak RSS), characters and seconds
+to reach `--target` and, with `--reference`, their ratios to that run's. The figures (lmdni.plots):
+`valid_bpc_vs_chars.png` and `valid_bpc_vs_seconds.png`, written to `--out`, by default the compared folder.
 """
 from __future__ import annotations
 
 import argparse
 import json
+import os
 import sys
 from pathlib import Path
 
 from .metrics import read_metrics
+from .rundir import RESUME_MAY_CHANGE, flatten
+
+
+def fail(message: str) -> None:
+    print(f"lmdni-compare: error: {message}", file=sys.stderr)
+    sys.exit(2)
 
 
 def find_runs(paths: list[Path]) -> list[Path]:
+    """Every run under the paths; a path that does not exist, or holds no run, is an error."""
     runs = []
     for path in paths:
-        if (path / "metrics.jsonl").is_file():
-            runs.append(path)
-        elif path.is_dir():
-            runs.extend(sorted(p.parent for p in path.rglob("metrics.jsonl")))
+        if not path.exists():
+            fail(f"{path} does not exist")
+        found = [path] if (path / "metrics.jsonl").is_file() else \
+            sorted(p.parent for p in path.rglob("metrics.jsonl")) if path.is_dir() else []
+        if not found:
+            fail(f"{path} holds no run (no metrics.jsonl in it or below it)")
+        runs.extend(found)
     return runs
 
 
@@ -42,7 +53,88 @@ def describe(run: Path) -> dict:
     system = method if model == "lstm" else f"{method} ({model})"
     return {"run": run, "label": f"{system} T={unroll}" + (f" seed {seed}" if seed is not None else ""),
             "method": method, "model": model, "system": system, "unroll": unroll, "records": records,
-            "results": results}
+            "results": results, "config": flatten(config), "corpus": (config.get("data") or {}).get("name"),
+            "hidden": (config.get("model") or {}).get("hidden_size"),
+            "batch": (config.get("trainer") or {}).get("batch_size")}
+
+
+# settings that leave a run's trajectory alone, and the seed: runs that differ only in these are one arm
+NOT_THE_ARM = ("seed", *RESUME_MAY_CHANGE, "trainer.eval_every", "trainer.eval_batch_size")
+SHOWN_ALREADY = ("method", "trainer.unroll", "model.name")
+
+
+def arms(runs: list[dict]) -> list[dict]:
+    """Runs grouped into arms (runs that differ only in `NOT_THE_ARM`). An arm's label is its method and unroll,
+    plus the settings that set it apart from the other arms."""
+    def setting(run):  # BPTT reads no dni.* key: its arm does not depend on them
+        return tuple(sorted((k, str(v)) for k, v in run["config"].items() if k not in NOT_THE_ARM and
+                            not (run["method"] == "bptt" and k.startswith("dni."))))
+
+    groups: dict = {}
+    for run in runs:
+        groups.setdefault((run["system"], str(run["unroll"]), setting(run)), []).append(run)
+    keys = {k for *_, items in groups for k, _ in items}
+    varying = sorted(k for k in keys if k not in SHOWN_ALREADY and
+                     len({dict(items)[k] for *_, items in groups if k in dict(items)}) > 1)
+    result = []
+    for (system, unroll, items), members in groups.items():
+        extra = " ".join(f"{k}={dict(items)[k]}" for k in varying if k in dict(items))
+        result.append({"system": system, "unroll": members[0]["unroll"], "runs": members,
+                       "label": f"{system} T={unroll}" + (f" {extra}" if extra else ""),
+                       "colour_key": f"{system} {extra}".strip()})
+    return sorted(result, key=lambda a: (a["system"], str(a["unroll"]), a["label"]))
+
+
+def spread(values: list, spec: str) -> str:
+    """The mean, and with several seeds their range: `1.6510 (1.6508–1.6514)`."""
+    values = [v for v in values if v is not None]
+    if not values:
+        return ""
+    mean = sum(values) / len(values)
+    if isinstance(values[0], int) and spec.endswith("d") or spec == ",":
+        mean = round(mean)
+    if min(values) == max(values):
+        return format(mean, spec)
+    return f"{format(mean, spec)} ({format(min(values), spec)}–{format(max(values), spec)})"
+
+
+def arm_table(groups: list[dict], target: float | None, reference: dict | None = None) -> str:
+    """One row per arm: the mean over its seeds and (with several) the lowest and highest seed in brackets;
+    characters and seconds to the target over the seeds that reach it (`k of n` when not all do)."""
+    head = "| arm | seeds | best valid BPC | final valid BPC | test BPC | chars | chars/s | peak MB |"
+    rule = "|---|---:|---:|---:|---:|---:|---:|---:|"
+    if target is not None:
+        head += f" chars to {target:.4f} | seconds to {target:.4f} |"
+        rule += "---:|---:|"
+        if reference is not None:
+            head += f" chars ratio to {reference['run'].name} | seconds ratio |"
+            rule += "---:|---:|"
+    lines = [head, rule]
+    if reference is not None and target is not None:
+        ref_chars, ref_seconds = (reaching(reference["records"], target, key) for key in ("chars", "seconds"))
+    for arm in groups:
+        runs = [run for run in arm["runs"] if any("valid_bpc" in r for r in run["records"])]
+        if not runs:
+            continue
+        recs = [[r for r in run["records"] if "valid_bpc" in r] for run in runs]
+        peaks = [max((r.get("peak_memory_mb", r.get("peak_rss_mb", 0)) for r in rs), default=0) or None for rs in recs]
+        line = (f"| {arm['label']} | {len(runs)} | {spread([min(r['valid_bpc'] for r in rs) for rs in recs], '.4f')} | "
+                f"{spread([rs[-1]['valid_bpc'] for rs in recs], '.4f')} | "
+                f"{spread([run['results'].get('test_bpc') for run in runs], '.4f')} | "
+                f"{spread([rs[-1]['chars'] for rs in recs], ',')} | "
+                f"{spread([rs[-1]['chars_per_sec'] for rs in recs], ',.0f')} | {spread(peaks, ',.0f')} |")
+        if target is not None:
+            chars = [reaching(rs, target, "chars") for rs in recs]
+            seconds = [reaching(rs, target, "seconds") for rs in recs]
+            reached = sum(c is not None for c in chars)
+            some = f" ({reached} of {len(runs)})" if 0 < reached < len(runs) else ""
+            line += f" {spread(chars, ',')}{some} | {spread(seconds, ',.0f')} |"
+            if reference is not None:
+                ratios = [c / ref_chars if c is not None and ref_chars else None for c in chars]
+                seconds_ratios = [t / ref_seconds if t is not None and ref_seconds else None for t in seconds]
+                line += f" {spread(ratios, '.2f')} | {spread(seconds_ratios, '.2f')} |"
+        lines.append(line)
+    return "\n".join(lines)
 
 
 def best_valid(run: dict) -> float | None:
@@ -145,48 +237,6 @@ def pivot(runs: list[dict]) -> str:
     return "\n".join(lines)
 
 
-LINE_STYLES = {"bptt": "--", "dni": "-", "dni_aux": ":"}  # the DNI paper's figures
-
-
-def styles(runs: list[dict]) -> list[tuple[str, str]]:
-    """(colour, line style) per run: the colour says the unroll (and the model, where runs of several models are
-    drawn), the style the method; seeds of one setting share both, so a setting's spread reads as a band."""
-    def key(run):
-        unroll = str(run["unroll"])
-        return (run.get("model", "lstm"), not unroll.isdigit(), int(unroll) if unroll.isdigit() else unroll)
-
-    colours = {k: f"C{i % 10}" for i, k in enumerate(sorted({key(r) for r in runs}))}
-    return [(colours[key(r)], LINE_STYLES.get(r["method"], "-.")) for r in runs]
-
-
-def plot(runs: list[dict], out: Path, target: float | None = None) -> list[Path]:
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    written = []
-    for key, xlabel, name in (("chars", "training characters", "valid_bpc_vs_chars.png"),
-                              ("seconds", "training seconds", "valid_bpc_vs_seconds.png")):
-        fig, ax = plt.subplots(figsize=(7, 4.5), dpi=120)
-        for run, (colour, style) in zip(runs, styles(runs)):
-            recs = [r for r in run["records"] if "valid_bpc" in r]
-            if recs:
-                ax.plot([r[key] for r in recs], [r["valid_bpc"] for r in recs], marker=".", label=run["label"],
-                        color=colour, linestyle=style)
-        if target is not None:
-            ax.axhline(target, color="black", linewidth=0.8, alpha=0.6, label=f"target {target:.4f}")
-        ax.set_xlabel(xlabel)
-        ax.set_ylabel("validation BPC")
-        ax.grid(alpha=0.3)
-        ax.legend(fontsize=7)
-        fig.tight_layout()
-        fig.savefig(out / name)
-        plt.close(fig)
-        written.append(out / name)
-    return written
-
-
 def warn_environments(runs: list[dict]) -> None:
     """Runs made in different environments (lmdni.environment) follow different floating-point trajectories: say so,
     with what differs, so that a reader compares them as distributions over seeds, not run against run."""
@@ -210,28 +260,36 @@ def main(argv=None) -> None:
                         help="report characters/seconds to reach this BPC, or this run's best valid BPC")
     parser.add_argument("--reference", default=None, metavar="RUN",
                         help="with --target: also the ratios of each run's characters/seconds to this run's")
-    parser.add_argument("--out", type=Path, default=Path("."), help="where the PNGs go")
+    parser.add_argument("--out", type=Path, default=None,
+                        help="where the PNGs go (default: the compared folder, or the folders' common parent)")
     parser.add_argument("--no-plot", action="store_true")
+    parser.add_argument("--per-run", action="store_true", help="a row and a curve per run, not per arm")
     parser.add_argument("--pivot", action="store_true", help="also print method × unroll (the paper's Table 1)")
     args = parser.parse_args(argv)
     runs = [describe(run) for run in find_runs(args.runs)]
-    if not runs:
-        print("lmdni-compare: error: no runs (directories with metrics.jsonl) under the given paths", file=sys.stderr)
-        sys.exit(2)
+    groups = arms(runs)
     target = resolve_target(runs, args.target)
     reference = select(runs, args.reference) if args.reference is not None else None
     if reference is not None and target is None:
         parser.error("--reference needs --target")
-    print(table(runs, target, reference))
+    print(f"lmdni-compare: {len(runs)} runs in {len(groups)} arms", file=sys.stderr)
+    print(table(runs, target, reference) if args.per_run else arm_table(groups, target, reference))
     warn_environments(runs)
     if args.pivot:
         print()
         print(pivot(runs))
     if not args.no_plot:
+        out = args.out or Path(os.path.commonpath([str(p.resolve()) for p in args.runs]))
+        if out.is_file():
+            out = out.parent
+        curves = [{"label": run["label"], "colour_key": run["system"], "unroll": run["unroll"], "runs": [run]}
+                  for run in runs] if args.per_run else groups
         try:
-            args.out.mkdir(parents=True, exist_ok=True)
-            for path in plot(runs, args.out, target):
-                print(f"wrote {path}", file=sys.stderr)
+            from .plots import plot
+
+            out.mkdir(parents=True, exist_ok=True)
+            for path in plot(curves, out, target):
+                print(f"lmdni-compare: wrote {path}", file=sys.stderr)
         except ImportError:
             print("lmdni-compare: matplotlib is not installed (pip install 'lmdni[plot]'); table only",
                   file=sys.stderr)

@@ -41,7 +41,7 @@ def test_reaching_interpolates_between_evaluations():
 
 def test_target_from_a_run_and_ratios_to_a_reference(runs):
     result = subprocess.run([sys.executable, "-m", "lmdni.compare", str(runs), "--target", "bptt_T40",
-                             "--reference", "bptt_T40", "--no-plot"], capture_output=True, text=True)
+                             "--reference", "bptt_T40", "--no-plot", "--per-run"], capture_output=True, text=True)
     assert result.returncode == 0, result.stderr
     rows = {line.split("|")[1].strip(): [c.strip() for c in line.split("|")[2:-1]]
             for line in result.stdout.splitlines() if line.startswith("| ") and "_T" in line.split("|")[1]}
@@ -68,16 +68,53 @@ def test_reference_without_target_is_refused(runs):
     assert result.returncode == 2 and "--reference needs --target" in result.stderr
 
 
-def test_plot_styles_colour_per_unroll_and_line_per_method(runs, tmp_path):
+def test_seeds_aggregate_into_one_row_and_one_curve(runs, tmp_path):
+    """Runs that differ only in seed are one arm: one row (mean and range over seeds, the seed count) and one curve
+    (the mean, with a min-max band); every curve has a (colour, dash) pair of its own."""
+    fake_run(runs, "bptt_T8_seed2", "bptt", 8, 2, [(1000, 7.0, 1.7), (2000, 14.0, 1.5), (3000, 21.0, 1.45)])
+    fake_run(runs, "dni_T8_scale05", "dni", 8, 1, [(1000, 6.0, 1.85), (2000, 12.0, 1.55)])
+    config = runs / "dni_T8_scale05" / ".hydra" / "config.yaml"
+    config.write_text(config.read_text() + "dni:\n  scale: 0.5\n")
     described = [compare.describe(run) for run in compare.find_runs([runs])]
-    style = {d["run"].name: s for d, s in zip(described, compare.styles(described))}
-    assert style["bptt_T40"][1] == "--" and style["bptt_T8"][1] == "--"
-    assert style["dni_T8"][1] == "-" and style["dni_aux_T8"][1] == ":"
-    assert style["bptt_T8"][0] == style["dni_T8"][0] == style["dni_aux_T8"][0] != style["bptt_T40"][0]
-    assert described[[d["run"].name for d in described].index("dni_aux_T8")]["label"] == "dni_aux T=8 seed 2"
+    groups = compare.arms(described)
+    assert len(described) == 6 and len(groups) == 5
+    bptt8 = next(a for a in groups if a["system"] == "bptt" and a["unroll"] == 8)
+    assert sorted(r["run"].name for r in bptt8["runs"]) == ["bptt_T8", "bptt_T8_seed2"]
+    assert {a["label"] for a in groups} >= {"dni T=8 dni.scale=0.5", "dni T=8", "bptt T=8"}
+    row = next(line for line in compare.arm_table(groups, 1.6).splitlines() if line.startswith("| bptt T=8"))
+    cells = [c.strip() for c in row.split("|")[1:-1]]
+    assert cells[1] == "2" and cells[2] == "1.5500 (1.4500–1.6500)"  # seeds; best valid: mean (lowest–highest)
+    assert cells[8] == "1,500 (1 of 2)"  # only seed 2 reaches 1.6, at 1,500 characters (interpolated)
+    x, mean, low, high = __import__("lmdni.plots", fromlist=["curve"]).curve(bptt8["runs"], "chars")
+    assert x == [1000, 2000, 3000] and mean == pytest.approx([1.8, 1.6, 1.55]) and low == [1.7, 1.5, 1.45]
+    pairs = __import__("lmdni.plots", fromlist=["styles"]).styles(groups)
+    assert len(set(map(str, pairs))) == len(groups)  # every arm told apart
+    colours = {a["label"]: c for a, (c, _) in zip(groups, pairs)}
+    assert colours["bptt T=8"] == colours["bptt T=40"]  # colour: the method
     pytest.importorskip("matplotlib")
-    written = compare.plot(described, tmp_path, target=1.5)
+    import warnings
+
+    from lmdni.plots import plot
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")  # no matplotlib warnings
+        written = plot(groups, tmp_path, target=1.5)
     assert [p.read_bytes()[:4] for p in written] == [b"\x89PNG"] * 2
+
+
+def test_compare_writes_beside_the_runs_and_refuses_missing_paths(runs, tmp_path):
+    pytest.importorskip("matplotlib")
+    result = subprocess.run([sys.executable, "-m", "lmdni.compare", str(runs)], capture_output=True, text=True,
+                            cwd=tmp_path / "bptt_T8")
+    assert result.returncode == 0, result.stderr
+    assert (runs / "valid_bpc_vs_chars.png").is_file() and f"wrote {runs / 'valid_bpc_vs_chars.png'}" in result.stderr
+    assert not (tmp_path / "bptt_T8" / "valid_bpc_vs_chars.png").exists()
+    assert "4 runs in 4 arms" in result.stderr
+    for path, message in ((runs / "nope", "does not exist"), (runs / "bptt_T8" / ".hydra", "holds no run")):
+        refused = subprocess.run([sys.executable, "-m", "lmdni.compare", str(runs / "dni_T8"), str(path)],
+                                 capture_output=True, text=True)
+        assert refused.returncode == 2 and message in refused.stderr and "Traceback" not in refused.stderr
+        assert len(refused.stderr.strip().splitlines()) == 1
 
 
 def test_memory_script_measures_training_memory_growing_with_the_unroll():
@@ -103,8 +140,12 @@ def test_runs_of_another_model_get_their_own_colour_and_name(runs):
     config = hierarchical / ".hydra" / "config.yaml"
     config.write_text(config.read_text() + "model:\n  name: hierarchical\n")
     described = [compare.describe(run) for run in compare.find_runs([runs])]
-    style = {d["run"].name: s for d, s in zip(described, compare.styles(described))}
-    assert style["hier_dni_T8"][1] == style["dni_T8"][1] == "-" and style["hier_dni_T8"][0] != style["dni_T8"][0]
+    groups = compare.arms(described)
+    from lmdni.plots import styles
+
+    style = {a["label"]: s for a, s in zip(groups, styles(groups))}
+    assert style["dni (hierarchical) T=8"][1] == style["dni T=8"][1]  # the same unroll: the same dash
+    assert style["dni (hierarchical) T=8"][0] != style["dni T=8"][0]
     assert "| dni (hierarchical) | 8 |" in compare.table(described, None)
 
 
