@@ -210,8 +210,8 @@ def eval_main(argv=None) -> None:
     try:
         print(json.dumps(evaluate_run(args.run_dir, args.split, args.checkpoint, args.data_root, args.device,
                                       args.columns)))
-    except LmdniError as exc:
-        _fail("lmdni-eval", str(exc))
+    except LmdniError as exc:  # the data's folder is this command's --data-root
+        _fail("lmdni-eval", str(exc).replace("data.root", "--data-root"))
 
 
 def evaluate_run(run_dir: Path, split="test", which="best", data_root=None, device="auto", columns=1) -> dict:

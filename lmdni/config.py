@@ -123,8 +123,8 @@ def validate(cfg) -> None:
 
 
 def weight_decay(cfg) -> float:
-    """The core's decoupled weight decay: trainer.weight_decay, or where it is null (or absent, in configs saved
-    before it existed: plain Adam) the method's own."""
+    """The core's decoupled weight decay: trainer.weight_decay, or where it is null the method's own; a config
+    without the key (an older checkpoint's) trained with plain Adam, decay 0."""
     if "weight_decay" not in cfg.trainer:
         return 0.0
     value = cfg.trainer.weight_decay

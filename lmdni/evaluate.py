@@ -28,17 +28,23 @@ def _nats(logits: torch.Tensor, targets: torch.Tensor) -> float:
 
 @torch.no_grad()
 def split_nats(model, data: torch.Tensor, columns: int = WHOLE_SPLIT, chunk: int | None = None,
-               device="cpu") -> tuple[float, int]:
+               device="cpu", progress: str | None = None) -> tuple[float, int]:
     """(total nats, number of predicted characters), reading the split as `columns` side-by-side columns with the
     state carried down each (see `eval_columns`). `chunk`: steps per forward call; by default about 64k
-    predictions per call, so a single column is not read in thousands of tiny calls."""
+    predictions per call, so a single column is not read in thousands of tiny calls. `progress`: a bar with this
+    name (on a terminal)."""
+    from tqdm.auto import tqdm
+
     was_training = model.training
     model.eval()
     inputs, targets, tail_inputs, tail_targets = eval_columns(data, columns)
     chunk = chunk or max(256, 65536 // inputs.shape[1])
     state = model.initial_state(inputs.shape[1], device)
     total, count = 0.0, 0
+    bar = tqdm(total=len(data), unit="char", unit_scale=True, desc=progress, disable=None if progress else True,
+               leave=False, dynamic_ncols=True)
     for start in range(0, inputs.shape[0], chunk):
+        bar.update(min(chunk, inputs.shape[0] - start) * inputs.shape[1])
         x = inputs[start:start + chunk].to(device).long()  # large corpora are stored as uint8
         y = targets[start:start + chunk].to(device).long()
         out = model(x, state, with_synthetic_gradient=False)
@@ -49,6 +55,7 @@ def split_nats(model, data: torch.Tensor, columns: int = WHOLE_SPLIT, chunk: int
         out = model(tail_inputs.view(-1, 1).to(device).long(), state[-1:], with_synthetic_gradient=False)
         total += _nats(out.logits, tail_targets.to(device).long())
         count += len(tail_targets)
+    bar.close()
     model.train(was_training)
     return total, count
 

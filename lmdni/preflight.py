@@ -81,6 +81,17 @@ def claim_run(cfg, overrides, run_dir: Path, rank: int = 0) -> Prepared:
     return Prepared(run_dir, cfg, payload, claimed)
 
 
+def sweep_needs_m(params, overrides) -> None:
+    """A preset that is a sweep (`+experiment=cpu_ptb`: method × unroll) runs as one with `-m`; without it, one run
+    of it is asked for by naming each swept key, else it is one line (not a quiet single job of its first values)."""
+    named = {o.split("=", 1)[0].lstrip("+") for o in overrides}
+    open_keys = [key for key in params if key not in named]
+    if open_keys:
+        swept = ", ".join(f"{key} over {params[key]}" for key in open_keys)
+        raise ConfigError(f"this preset is a sweep ({swept}): add -m to run it, or name "
+                          f"{' and '.join(open_keys)} for one run of it")
+
+
 def prepare(argv) -> Prepared:
     """Checks and claims for a single run (no `-m`), before Hydra makes or writes anything."""
     from .run import compose_config
@@ -89,6 +100,7 @@ def prepare(argv) -> Prepared:
     task_overrides = [o for o in overrides if not o.startswith(("hydra", "+hydra"))]
     check_overrides(task_overrides)
     composed = compose_config(overrides, with_hydra=True)
+    sweep_needs_m(composed.hydra.sweeper.get("params") or {}, task_overrides)
     run_dir = Path(composed.hydra.run.dir)
     OmegaConf.set_struct(composed, False)
     composed.pop("hydra")

@@ -1,7 +1,7 @@
 """`lmdni-sample RUN_DIR --prime TEXT --length N --temperature X [--top-k K] [--seed S]`: text from a checkpoint.
 
-PTB writes a space as `_`; for a PTB model the prime's spaces are read as `_` and the sample's `_` printed as spaces,
-unless --raw asks for the symbols as the model sees them."""
+PTB writes a space as `_`; for a PTB model the prime's spaces are read as `_`, and the text is printed with spaces,
+unless --raw asks to print the symbols as the model sees them (display only: the sample is the same)."""
 from __future__ import annotations
 
 import argparse
@@ -57,15 +57,20 @@ def main(argv=None) -> None:
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--checkpoint", choices=("best", "last"), default="best")
     parser.add_argument("--device", default="auto")
-    parser.add_argument("--raw", action="store_true", help="PTB: keep `_` for spaces (default: print spaces)")
+    parser.add_argument("--raw", action="store_true", help="PTB: print `_` for spaces (display only)")
     args = parser.parse_args(argv)
+    for flag, value, least in (("--length", args.length, 0), ("--temperature", args.temperature, 0),
+                               ("--top-k", args.top_k, 0)):
+        if value < least:
+            parser.error(f"{flag} must be >= {least}, got {value}")
     try:
         cfg, model, payload = load_run(args.run_dir, args.checkpoint, args.device)
         if not payload.get("vocab"):
             raise CheckpointError(f"{args.run_dir} was trained on a generated task ({cfg.data.name}), not text: "
                                   f"nothing to sample")
-        readable = cfg.data.name == "ptb" and not args.raw
-        prime = args.prime.replace(" ", SPACE) if readable else args.prime
+        ptb = cfg.data.name == "ptb"
+        readable = ptb and not args.raw
+        prime = args.prime.replace(" ", SPACE) if ptb else args.prime
         text = prime + generate(model, payload["vocab"], prime, args.length, args.temperature, args.top_k,
                                 torch.Generator().manual_seed(args.seed))
     except LmdniError as exc:

@@ -15,6 +15,7 @@ class here (or in its own module, registered with `@register`) plus one data con
 """
 from __future__ import annotations
 
+import logging
 import math
 
 from .data import TrainStream, load_corpus
@@ -22,6 +23,7 @@ from .data.copy import CopyStream, task_vocab_size
 from .errors import ConfigError
 from .evaluate import bits_per_character, split_nats
 
+log = logging.getLogger(__name__)
 TASKS: dict[str, type] = {}
 
 
@@ -91,7 +93,12 @@ class TextTask:
 
     def results(self, model, best: float, device):
         def bpc(split, columns=1):
-            return bits_per_character(*split_nats(model, getattr(self.corpus, split), columns, device=device))
+            data = getattr(self.corpus, split)
+            name = f"{split}, {'whole split' if columns == 1 else f'{columns} columns'}"
+            return bits_per_character(*split_nats(model, data, columns, device=device, progress=name))
+
+        log.info("evaluating best.pt on the whole valid and test splits (%s and %s characters)",
+                 f"{len(self.corpus.valid):,}", f"{len(self.corpus.test):,}")
 
         test_bpc = bpc("test")
         fields = {"best_valid_bpc": best, "valid_bpc": bpc("valid"), "test_bpc": test_bpc,

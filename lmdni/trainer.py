@@ -70,7 +70,7 @@ class Trainer:
         self.state = None  # the carried state of this process's columns, made at the first window
         self.chars, self.step, self.train_seconds = 0, 0, 0.0
         self.best_score, self.bad_evals, self.evals = task.best_initial, 0, 0
-        self._stop_requested = False
+        self._stop_requested = self._finishing = False
         self.skip_nonfinite, self.skipped = tc.on_nonfinite == "skip", 0
         # what every window reads, as plain values: an OmegaConf attribute costs microseconds, per window that adds up
         dni = cfg.dni
@@ -81,7 +81,12 @@ class Trainer:
         self._reset_interval()
 
     def request_stop(self, signum=None, frame=None) -> None:
-        """SIGINT/SIGTERM: finish the current window, save, and exit non-zero (never mid-update)."""
+        """SIGINT/SIGTERM: finish the current window, save, and exit non-zero (never mid-update). During the final
+        evaluation, when every checkpoint is saved already: stop at once."""
+        if self._finishing:
+            raise Interrupted(f"interrupted during the final evaluation; the checkpoints are saved (lmdni-eval "
+                              f"{self.out_dir} gives the test BPC; rerunning lmdni-train hydra.run.dir={self.out_dir} "
+                              f"writes results.json)")
         self._stop_requested = True
 
     # ----------------------------------------------------------------------------------------------- one window
@@ -265,6 +270,7 @@ class Trainer:
         return improved
 
     def finish(self, stop_reason: str) -> dict:
+        self._finishing = True
         best = ckpt.load(self.out_dir / "best.pt", map_location=self.device)
         self.model.load_state_dict(best["model"])
         fields, summary = self.task.results(self.model, self.best_score, self.device)

@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Idempotent set-up: a virtual environment in .venv with lmdni installed (editable) and its test tools.
 # torch is pinned first, so that installing lmdni does not pull another version; which build (CPU-only or CUDA)
-# pip installs depends on the package index it is configured with (README: Quick start).
+# pip installs depends on the package index it is configured with (README: Set up).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 VENV="${LMDNI_VENV:-.venv}"

@@ -175,9 +175,12 @@ def test_sample_of_a_ptb_model_prints_spaces_for_underscores(two_runs, tmp_path)
     readable = run(args)
     assert readable.returncode == 0, readable.stderr
     assert readable.stdout.startswith("the cat ") and "_" not in readable.stdout and readable.stdout.count(" ") > 2
-    raw = run([*args[:3], "the_cat_", *args[4:], "--raw"])
+    raw = run([*args, "--raw"])  # display only: the prime's spaces are read as `_` either way
     assert raw.returncode == 0 and raw.stdout.startswith("the_cat_") and " " not in raw.stdout
     assert raw.stdout.replace("_", " ") == readable.stdout  # the same sample, only spelled differently
+    for flag, value in (("--temperature", "-1"), ("--length", "-5"), ("--top-k", "-2")):
+        bad = run([*args, flag, value])
+        assert bad.returncode == 2 and f"{flag} must be >= 0, got {value}" in bad.stderr
 
 
 def test_train_help_is_lmdnis_own(tmp_path):

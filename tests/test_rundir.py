@@ -138,6 +138,8 @@ def test_a_run_killed_with_sigkill_resumes_at_once(tmp_path, base):
     (["+trainer.unrol=4"], "lmdni has no key trainer.unrol (did you mean trainer.unroll?)"),
     (["trainer.unrol=4"], "lmdni has no key trainer.unrol (did you mean trainer.unroll?)"),
     (["+data.pth=x"], "lmdni has no key data.pth (did you mean data.path?)"),
+    (["+experiment=cpu_ptb"], "this preset is a sweep (method over bptt,dni,dni_aux, trainer.unroll over 2,4,8): "
+                              "add -m to run it"),
     (["data.path=/nonexistent/file.txt"], "does not exist"),  # refused after Hydra made the run dir
 ])
 def test_a_refused_command_leaves_no_folder(tmp_path, text_file, overrides, message):
@@ -191,3 +193,30 @@ def test_a_state_dict_mismatch_names_the_keys_and_shapes():
     state.pop("decoder.bias")
     with pytest.raises(CheckpointError, match="missing decoder.bias"):
         load_model_state(small, state)
+
+
+def test_ctrl_c_during_the_final_evaluation_stops_at_once(tmp_path):
+    """The final whole-split evaluation says what it reads, and Ctrl-C there exits at once: the checkpoints are
+    already saved."""
+    import random
+
+    rng = random.Random(0)
+    corpus = tmp_path / "big.txt"
+    corpus.write_text("".join(rng.choice("abcdefgh ") for _ in range(3_000_000)), encoding="utf-8")
+    out = tmp_path / "run"
+    proc = start(["data=text", f"data.path={corpus}", "data.valid_fraction=0.45", "data.test_fraction=0.45",
+                  "model.hidden_size=64", "model.embedding_size=8", "trainer.batch_size=4", "trainer.unroll=4",
+                  "trainer.max_chars=160", "trainer.eval_every=160", "trainer.eval_batch_size=512", "threads=1",
+                  f"hydra.run.dir={out}"])
+    for line in proc.stdout:
+        if "evaluating best.pt on the whole valid and test splits (1,350,000 and 1,350,000 characters)" in line:
+            break
+    else:
+        pytest.fail(proc.communicate()[1][-2000:])
+    time.sleep(0.5)
+    began = time.time()
+    proc.send_signal(signal.SIGINT)
+    _, stderr = proc.communicate(timeout=60)
+    assert time.time() - began < 3, time.time() - began
+    assert proc.returncode != 0 and "interrupted during the final evaluation" in stderr and "Traceback" not in stderr
+    assert (out / "best.pt").is_file() and not (out / "results.json").exists()
