@@ -282,8 +282,8 @@ def main(argv=None) -> None:
         out = args.out or Path(os.path.commonpath([str(p.resolve()) for p in args.runs]))
         if out.is_file():
             out = out.parent
-        curves = [{"label": run["label"], "colour_key": run["system"], "unroll": run["unroll"], "runs": [run]}
-                  for run in runs] if args.per_run else groups
+        curves = [{"label": f"{run['run'].name}: {run['label']}", "colour_key": str(run["run"]),
+                   "unroll": run["unroll"], "runs": [run]} for run in runs] if args.per_run else groups
         try:
             from .plots import plot
 

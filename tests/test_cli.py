@@ -183,6 +183,18 @@ def test_sample_of_a_ptb_model_prints_spaces_for_underscores(two_runs, tmp_path)
         assert bad.returncode == 2 and f"{flag} must be >= 0, got {value}" in bad.stderr
 
 
+def test_eval_data_errors_name_its_own_flag(two_runs, tmp_path):
+    import torch
+
+    payload = torch.load(two_runs / "bptt" / "best.pt", weights_only=True)
+    payload["config"]["data"] = {"name": "ptb", "root": None, "download": False}
+    (tmp_path / "ptb_run").mkdir()
+    torch.save(payload, tmp_path / "ptb_run" / "best.pt")
+    result = run(["lmdni.cli_eval", str(tmp_path / "ptb_run"), "--data-root", str(tmp_path / "typo")])
+    assert result.returncode == 2 and f"--data-root {tmp_path / 'typo'} is not a folder" in result.stderr
+    assert "Traceback" not in result.stderr and not (tmp_path / "typo").exists()
+
+
 def test_train_help_is_lmdnis_own(tmp_path):
     result = run(["lmdni", "--help"], cwd=tmp_path)
     assert result.returncode == 0, result.stderr
