@@ -147,3 +147,32 @@ def regress_synthetic_gradient(head, start: torch.Tensor | None, prediction: tor
                                      head.output.bias, weight)
     loss.backward()
     return loss.detach()
+
+
+class Boundary:
+    """The DNI step at a truncation boundary, for every window procedure: what is injected at the window's end,
+    the bootstrapped target at its start, the head's regression onto it, and DNI+Aux's loss. Built once per run
+    from `dni.*` (`from_config`)."""
+
+    def __init__(self, scale: float, ablation: str = "none", aux_weight: float = 0.0, fused: bool = False):
+        self.scale, self.ablation, self.aux_weight, self.fused = float(scale), str(ablation), float(aux_weight), fused
+
+    @classmethod
+    def from_config(cls, cfg, device: torch.device, head) -> "Boundary":
+        """`head`: the SG head the fused kernel would serve (None: the kernel is never used)."""
+        fused = resolve_fused(cfg.dni.fused, device, head) if head is not None else False
+        return cls(cfg.dni.scale, cfg.dni.ablation, cfg.dni.aux_weight, fused)
+
+    def inject(self, synthetic_gradient, ends_pass: bool, warm: bool = True, scale: float | None = None):
+        """The gradient injected at the window's end (`injected_gradient`); `warm` False (`dni.warmup_chars`):
+        nothing. `scale`: another weight than `dni.scale` (the two-timescale slow core's)."""
+        scale = self.scale if scale is None else scale
+        return injected_gradient(synthetic_gradient, scale if warm else 0.0, ends_pass, self.ablation)
+
+    backward = staticmethod(backward_window)
+    target = staticmethod(bootstrapped_target)
+    aux_loss = staticmethod(aux_loss)
+
+    def regress(self, head, head_input, prediction, target) -> torch.Tensor:
+        """The head's regression (`regress_synthetic_gradient`): `head_input` None for the autograd reference."""
+        return regress_synthetic_gradient(head, head_input, prediction, target, 1.0, self.fused)

@@ -8,18 +8,10 @@ import signal
 import sys
 from pathlib import Path
 
+from .config import config_dir
 from .errors import LmdniError
 
 log = logging.getLogger("lmdni")
-
-
-def config_dir() -> Path:
-    """The Hydra configs: shipped inside the package when installed from a wheel, `conf/` in a source checkout."""
-    here = Path(__file__).resolve().parent
-    for candidate in (here / "conf", here.parent / "conf"):
-        if (candidate / "train.yaml").is_file():
-            return candidate
-    raise FileNotFoundError("lmdni's Hydra configs (train.yaml) are missing from the installation")
 
 
 def _fail(program: str, message: str) -> None:

@@ -10,6 +10,7 @@ its loader or task checks.
 from __future__ import annotations
 
 from dataclasses import field, make_dataclass
+from pathlib import Path
 from typing import Any, Optional
 
 from omegaconf import MISSING, OmegaConf
@@ -30,7 +31,7 @@ CHOICES = {
 POSITIVE_INTS = ("model.hidden_size", "model.embedding_size", "trainer.unroll", "trainer.batch_size",
                  "trainer.eval_every", "trainer.eval_batch_size", "dni.head_num_layers")
 NON_NEGATIVE = ("trainer.lr", "trainer.weight_decay", "trainer.clip", "trainer.patience", "dni.lr", "dni.scale",
-                "dni.loss_weight", "dni.aux_weight", "dni.head_hidden_size", "dni.head_rank", "dni.warmup_chars")
+                "dni.aux_weight", "dni.head_hidden_size", "dni.head_rank", "dni.warmup_chars")
 BUDGETS = ("trainer.max_chars", "trainer.max_epochs", "trainer.max_seconds")
 NULLABLE = ("trainer.weight_decay", "model.slow_scale")  # null: the method's own decay (below); dni.scale
 # trainer.weight_decay: null takes the method's own. DNI+Aux's aux loss pulls the core's weights to grow (on
@@ -61,10 +62,50 @@ TrainerSchema = _schema(
     eval_batch_size=int, patience=int, on_nonfinite=str, resume=bool, progress=bool, precision=str, compile=bool,
     tf32=bool)
 DNISchema = _schema(
-    "DNISchema", scale=float, lr=float, loss_weight=float, head_input=str, head_hidden_size=int, head_num_layers=int,
+    "DNISchema", scale=float, lr=float, head_input=str, head_hidden_size=int, head_num_layers=int,
     head_rank=int, warmup_chars=int, aux_weight=float, aux_in_target=bool, ablation=str, fused=str)
 RunSchema = _schema("RunSchema", method=str, seed=int, device=str, threads=Optional[int], logger=Optional[str],
                     model=Any, data=Any, trainer=TrainerSchema, dni=DNISchema)
+
+
+# keys lmdni no longer has, and why: setting one is an error that says so; a checkpoint's config loses them
+REMOVED = {"dni.loss_weight": "had no effect: the SG head has its own Adam, which is blind to its loss's scale "
+                              "(it only rescaled the logged sg_loss)",
+           "dni.target_windows": "was rejected by the suite (docs/results/suite)"}
+# what a config saved by older code lacks, as that code ran it (the upgrade step of every saved config)
+ABSENT_MEANT = {"model.name": "lstm", "model.symbols": "embedding", "dni.head_input": "squashed",
+                "dni.aux_in_target": False, "dni.head_rank": 0, "dni.warmup_chars": 0, "dni.ablation": "none",
+                "dni.fused": "auto", "trainer.weight_decay": 0.0, "trainer.precision": "fp32",
+                "trainer.compile": False, "trainer.tf32": False, "trainer.on_nonfinite": "stop", "threads": None,
+                "logger": None}
+
+
+def upgrade(config: dict) -> dict:
+    """A saved config (a checkpoint's) as today's code reads it: removed keys dropped, keys it lacks filled with
+    what the code that wrote it did without them. The one place older runs are understood."""
+    cfg = OmegaConf.create(config)
+    for key in REMOVED:
+        parent, _, leaf = key.rpartition(".")
+        node = OmegaConf.select(cfg, parent)
+        if node is not None and leaf in node:
+            node.pop(leaf)
+    for key, value in ABSENT_MEANT.items():
+        if key == "model.symbols" and cfg.model.get("name", "lstm") != "lstm":
+            continue
+        if OmegaConf.select(cfg, key, default="<absent>") == "<absent>":
+            OmegaConf.update(cfg, key, value, force_add=True)
+    if cfg.data.get("name") in ("copy", "repeat_copy") and "phase" not in cfg.data:
+        cfg.data.phase = "random"
+    return OmegaConf.to_container(cfg)
+
+
+def config_dir() -> Path:
+    """The Hydra configs: shipped inside the package when installed from a wheel, `conf/` in a source checkout."""
+    here = Path(__file__).resolve().parent
+    for candidate in (here / "conf", here.parent / "conf"):
+        if (candidate / "train.yaml").is_file():
+            return candidate
+    raise FileNotFoundError("lmdni's Hydra configs (train.yaml) are missing from the installation")
 
 
 def register_schema() -> None:
@@ -80,7 +121,7 @@ def register_schema() -> None:
 def validate(cfg) -> None:
     """Ranges and choices (types were checked when the config was composed; this also serves configs read back
     from a checkpoint, which are untyped)."""
-    model = cfg.model.get("name", "lstm")  # configs saved before models had names are LSTMs
+    model = cfg.model.name
     if model not in MODELS:
         raise ConfigError(f"model.name must be one of {', '.join(MODELS)}, got {model!r}")
     positive, non_negative = MODELS[model]
@@ -114,6 +155,8 @@ def validate(cfg) -> None:
         raise ConfigError(f"model.symbols must be embedding or binary, got {cfg.model.symbols!r}")
     if model == "hierarchical":
         validate_hierarchical(cfg)
+    if cfg.dni.head_num_layers != 1 and cfg.dni.head_hidden_size == 0:
+        raise ConfigError("dni.head_num_layers shapes an MLP head: set dni.head_hidden_size > 0 with it")
     if cfg.dni.head_rank > 0 and cfg.dni.head_hidden_size > 0:
         raise ConfigError("dni.head_rank and dni.head_hidden_size exclude each other: a low-rank linear head or an MLP")
     if cfg.get("logger") not in (None, "tensorboard"):
@@ -123,10 +166,7 @@ def validate(cfg) -> None:
 
 
 def weight_decay(cfg) -> float:
-    """The core's decoupled weight decay: trainer.weight_decay, or where it is null the method's own; a config
-    without the key (an older checkpoint's) trained with plain Adam, decay 0."""
-    if "weight_decay" not in cfg.trainer:
-        return 0.0
+    """The core's decoupled weight decay: trainer.weight_decay, or where it is null the method's own."""
     value = cfg.trainer.weight_decay
     return float(METHOD_WEIGHT_DECAY[cfg.method] if value is None else value)
 
@@ -137,6 +177,12 @@ def validate_hierarchical(cfg) -> None:
                           f"model.slow_every ({cfg.model.slow_every}): a window holds whole slow ticks")
     if cfg.trainer.on_nonfinite != "stop":
         raise ConfigError("model=hierarchical stops on a non-finite loss (trainer.on_nonfinite=stop)")
+    if cfg.dni.aux_in_target:
+        raise ConfigError("model=hierarchical keeps the aux loss out of every head's target "
+                          "(dni.aux_in_target=true is the LSTM core's)")
+    if cfg.dni.fused == "on":
+        raise ConfigError("model=hierarchical regresses its heads with autograd: the fused kernel (dni.fused=on) "
+                          "serves the LSTM core's head")
     if cfg.trainer.precision != "fp32" or cfg.trainer.compile:
         raise ConfigError("model=hierarchical runs in fp32 without compile (trainer.precision=fp32, "
                           "trainer.compile=false)")

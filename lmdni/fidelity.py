@@ -22,7 +22,7 @@ from __future__ import annotations
 import torch
 import torch.nn.functional as F
 
-from .speed import summed_loss
+from .window import summed_loss
 
 HORIZONS = (1, 2, 4, 8, 16)
 

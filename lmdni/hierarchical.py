@@ -38,13 +38,17 @@ class HierarchicalCore(nn.Module):
     two_timescale = True  # the trainer hands its windows to lmdni.hierarchical_training
 
     def __init__(self, vocab_size: int, hidden_size: int, slow_hidden_size: int, slow_every: int,
-                 message_size: int, embedding_size: int = 128, heads: bool = False, aux: bool = False):
+                 message_size: int, embedding_size: int = 128, heads: bool = False, aux: bool = False,
+                 head_input: str = "squashed", head_hidden_size: int = 0, head_num_layers: int = 1,
+                 head_rank: int = 0):
         """`heads`: the synthetic-gradient heads (method=dni): one per core's time boundary (linear on the state,
         c squashed by tanh as for the LSTM core) and one for the interface, which predicts, from a message and the
         slow state that read it, the gradient of the slow core's future loss with respect to the message. Every
         head's output layer starts at zero: a fresh system trains as plain truncation. `aux` (with `heads`;
         method=dni_aux): DNI+Aux's head per core, predicting from the core's output at its window's first step the
-        SG its window's end will produce (as the LSTM core's; zero-initialised, its loss trains the core)."""
+        SG its window's end will produce (as the LSTM core's; zero-initialised, its loss trains the core).
+        `head_input`, `head_hidden_size`, `head_num_layers`, `head_rank`: the time-boundary heads' input and shape,
+        as `dni.*` makes them for the LSTM core (`head_input` also serves the interface head's slow-state input)."""
         super().__init__()
         if slow_every < 1:
             raise ValueError(f"slow_every must be >= 1, got {slow_every}")
@@ -55,11 +59,13 @@ class HierarchicalCore(nn.Module):
         self.message = nn.Linear(hidden_size, message_size)
         self.slow = nn.LSTMCell(message_size, slow_hidden_size)
         self.decoder = nn.Linear(hidden_size, vocab_size)
+        self.raw_head_input = head_input == "raw"
         self.synthetic_gradient = None
         if heads:
             interface = zero_linear(message_size + 2 * slow_hidden_size, message_size)
-            self.synthetic_gradient = nn.ModuleDict({"fast": SyntheticGradientHead(2 * hidden_size),
-                                                     "slow": SyntheticGradientHead(2 * slow_hidden_size),
+            shape = dict(hidden_size=head_hidden_size, num_layers=head_num_layers, rank=head_rank)
+            self.synthetic_gradient = nn.ModuleDict({"fast": SyntheticGradientHead(2 * hidden_size, **shape),
+                                                     "slow": SyntheticGradientHead(2 * slow_hidden_size, **shape),
                                                      "interface": interface})
         self.aux_synthetic_gradient = None
         if heads and aux:
@@ -81,9 +87,13 @@ class HierarchicalCore(nn.Module):
 
     @staticmethod
     def squashed(state: torch.Tensor) -> torch.Tensor:
-        """A head's input: (h, tanh c), bounded as c grows (what `dni.head_input=squashed` does for the LSTM)."""
+        """(h, tanh c): bounded as c grows (what `dni.head_input=squashed` does for the LSTM)."""
         h, c = state.chunk(2, 1)
         return torch.cat([h, torch.tanh(c)], 1)
+
+    def head_input(self, state: torch.Tensor) -> torch.Tensor:
+        """What a head reads of a core's (h, c): squashed by default, as it is (`dni.head_input=raw`)."""
+        return state if self.raw_head_input else self.squashed(state)
 
     # ------------------------------------------------------------------------------------------------ the model
     def forward(self, inputs: torch.Tensor, state: torch.Tensor, with_synthetic_gradient: bool = False) -> CoreOutput:

@@ -37,23 +37,28 @@ window's backward, the slow core's at its window's end.
 from __future__ import annotations
 
 import torch
-import torch.nn.functional as F
 
-from .boundary import aux_loss
-from .speed import summed_loss
+from .boundary import Boundary
+from .window import WindowResult, summed_loss
 
 
-class TwoTimescaleTraining:
-    def __init__(self, model, slow_windows: int, scale: float, interface_scale: float, loss_weight: float = 1.0,
-                 synthetic_gradients: bool = True, aux_weight: float = 0.0, slow_scale: float | None = None):
-        """`scale`: the fast core's time-boundary SG's weight; `slow_scale` the slow core's (None: `scale`)."""
-        self.model, self.slow_windows = model, slow_windows
-        self.scale, self.interface_scale, self.loss_weight = scale, interface_scale, loss_weight
-        self.slow_scale = scale if slow_scale is None else slow_scale
-        self.heads = model.synthetic_gradient if synthetic_gradients else None
+class TwoTimescaleWindow:
+    reports_cosine = False  # the heads' agreement with their targets: scripts/hierarchical_fidelity.py
+
+    def __init__(self, model, slow_windows: int, boundary: Boundary | None, interface_scale: float,
+                 slow_scale: float | None = None):
+        """`boundary` (None: plain truncation everywhere): the DNI step, `dni.scale` the fast core's time-boundary
+        SG's weight; `slow_scale` the slow core's (None: `dni.scale`)."""
+        self.model, self.slow_windows, self.boundary = model, slow_windows, boundary
+        self.interface_scale = interface_scale
+        self.scale = boundary.scale if boundary is not None else 0.0
+        self.slow_scale = self.scale if slow_scale is None else slow_scale
+        self.heads = model.synthetic_gradient if boundary is not None else None
         self.aux = getattr(model, "aux_synthetic_gradient", None) if self.heads is not None else None
-        self.aux_weight = aux_weight
+        self.aux_weight = boundary.aux_weight if boundary is not None else 0.0
         self.slow_params = list(model.slow.parameters())
+        self.observe = None  # a probe's view of the heads' (prediction, target) pairs (`_regress`)
+        self.learn_heads = True  # False: the targets are formed (and observed), the heads never regressed
         self._clear()
 
     def _clear(self) -> None:
@@ -63,12 +68,12 @@ class TwoTimescaleTraining:
         self.tokens = 0  # predictions made in the slow window
 
     # ------------------------------------------------------------------------------------------ a fast window
-    def train_window(self, inputs, targets, mask, state, ends_pass: bool, warm: bool = True):
+    def __call__(self, inputs, targets, mask, state, ends_pass: bool, warm: bool = True, step: int = 0):
         """One fast window: forward, backward, the fast head's regression, and at a slow window's end the slow
         core's backward. Fills the gradients the optimizer step then applies (the slow core's and the slow and
-        interface heads' only at a slow window's end: None otherwise, so Adam leaves them alone). Returns (the
-        next carried state, the window's summed loss, the heads' regression losses summed, the aux losses summed),
-        all detached.
+        interface heads' only at a slow window's end: None otherwise, so Adam leaves them alone). Returns a
+        `WindowResult`: the next carried state, the window's summed loss, the heads' regression losses summed, the
+        aux losses summed (None where there are no heads), all detached.
         `warm` False: the heads learn, nothing is injected (`dni.warmup_chars`)."""
         model, heads = self.model, self.heads
         fast_size = 2 * model.hidden_size
@@ -83,14 +88,14 @@ class TwoTimescaleTraining:
         final_fast = final[:, :fast_size]
         if self.aux is not None or (inject and self.scale):  # the fast head's SG at the window's end
             with torch.no_grad():
-                sg = heads["fast"](model.squashed(final_fast.detach()))
+                sg = heads["fast"](model.head_input(final_fast.detach()))
         aux = torch.zeros((), device=loss_sum.device)
         if self.aux is not None:
-            aux = aux_loss(self.aux["fast"](model.first_fast_output(inputs[0], state)), sg)
+            aux = self.boundary.aux_loss(self.aux["fast"](model.first_fast_output(inputs[0], state)), sg)
             roots[0] = roots[0] + self.aux_weight * aux
         if inject and self.scale:
             roots.append(final_fast)
-            seeds.append(sg * (self.scale / n))
+            seeds.append(self.boundary.inject(sg, ends_pass, scale=self.scale / n))  # scaled to the mean loss
         if inject and self.interface_scale and interface.messages:
             with torch.no_grad():
                 predicted = heads["interface"](self._interface_input(interface.messages, interface.slow_before))
@@ -105,12 +110,13 @@ class TwoTimescaleTraining:
         sg_loss = torch.zeros((), device=loss_sum.device)
         if heads is not None:
             target = start.grad[:, :fast_size] * n
-            prediction = heads["fast"](model.squashed(start[:, :fast_size].detach()))
-            sg_loss = sg_loss + self._regress(prediction, target)
+            prediction = heads["fast"](model.head_input(start[:, :fast_size].detach()))
+            sg_loss = sg_loss + self._regress("fast", prediction, target)
         if ends_pass or len(self.messages) == self.slow_windows:
             slow_sg_loss, slow_aux = self.close_slow_window(warm and not ends_pass)
             sg_loss, aux = sg_loss + slow_sg_loss, aux + slow_aux
-        return final.detach(), loss_sum.detach(), sg_loss.detach(), aux.detach()
+        return WindowResult(final.detach(), loss_sum.detach(), sg_loss.detach() if heads is not None else None,
+                            aux.detach() if self.aux is not None else None)
 
     # ------------------------------------------------------------------------------------------ a slow window
     def close_slow_window(self, inject: bool = True) -> tuple[torch.Tensor, torch.Tensor]:
@@ -127,9 +133,9 @@ class TwoTimescaleTraining:
         end_sg = end = None  # the slow head's SG at the window's end: injected scaled, DNI+Aux's target as it is
         if final is not None and (self.aux is not None or (heads is not None and inject and self.slow_scale)):
             with torch.no_grad():
-                end = heads["slow"](model.squashed(final.detach()))
+                end = heads["slow"](model.head_input(final.detach()))
         if heads is not None and inject and self.slow_scale and final is not None:
-            end_sg = end * self.slow_scale
+            end_sg = self.boundary.inject(end, False, scale=self.slow_scale)
             roots, seeds = roots + [final], seeds + [end_sg]
         inputs = [start, *self.slow_params]
         grads = torch.autograd.grad(roots, inputs, seeds, retain_graph=heads is not None, allow_unused=True)
@@ -137,15 +143,15 @@ class TwoTimescaleTraining:
             p.grad = None if g is None else g / self.tokens  # the mean over the slow window's predictions
         sg_loss = torch.zeros((), device=start.device)
         if heads is not None:
-            sg_loss = sg_loss + self._regress(heads["slow"](model.squashed(start.detach())), grads[0])
+            sg_loss = sg_loss + self._regress("slow", heads["slow"](model.head_input(start.detach())), grads[0])
             if messages:
                 targets = self._later_gradients(messages, contexts, final, reads, end_sg)
                 before = [start.detach()] + [torch.cat(s, 1).detach() for s in states[:-1]]
                 prediction = heads["interface"](self._interface_input(messages, before))
-                sg_loss = sg_loss + self._regress(prediction, torch.cat(targets))
+                sg_loss = sg_loss + self._regress("interface", prediction, torch.cat(targets))
         aux = torch.zeros((), device=start.device)
         if self.aux is not None and messages:  # accumulates onto the slow core's gradient set above
-            aux = aux_loss(self.aux["slow"](model.first_slow_output(messages[0], start)), end)
+            aux = self.boundary.aux_loss(self.aux["slow"](model.first_slow_output(messages[0], start)), end)
             (self.aux_weight * aux).backward()
         self._clear()
         return sg_loss, aux.detach()
@@ -169,12 +175,17 @@ class TwoTimescaleTraining:
         return targets
 
     def _interface_input(self, messages, slow_before) -> torch.Tensor:
-        return torch.cat([torch.cat(messages), self.model.squashed(torch.cat(slow_before))], 1).detach()
+        return torch.cat([torch.cat(messages), self.model.head_input(torch.cat(slow_before))], 1).detach()
 
-    def _regress(self, prediction, target) -> torch.Tensor:
-        loss = self.loss_weight * F.mse_loss(prediction, target.detach())
-        loss.backward()
-        return loss.detach()
+    def _regress(self, name: str, prediction, target) -> torch.Tensor:
+        """The autograd regression (`lmdni.boundary`'s reference): the heads' predictions carry their graphs.
+        `observe(name, prediction, target)`, when set, sees every pair (scripts/hierarchical_fidelity.py); with
+        `learn_heads` False that is all that happens (a probe, or a test's oracle heads)."""
+        if self.observe is not None:
+            self.observe(name, prediction.detach(), target.detach())
+        if not self.learn_heads:
+            return torch.zeros((), device=prediction.device)
+        return self.boundary.regress(None, None, prediction, target)
 
     # ------------------------------------------------------------------------------------------ checkpoints
     def state_dict(self) -> dict:
@@ -189,10 +200,6 @@ class TwoTimescaleTraining:
         self.tokens = int(payload["tokens"])
 
 
-def two_timescale_procedure(cfg, model, synthetic_gradients: bool) -> TwoTimescaleTraining | None:
-    """The window procedure of a model that has one (model=hierarchical), else None (the trainer's own)."""
-    if not getattr(model, "two_timescale", False):
-        return None
-    return TwoTimescaleTraining(model, int(cfg.model.slow_windows), float(cfg.dni.scale),
-                                float(cfg.model.interface_scale), float(cfg.dni.loss_weight), synthetic_gradients,
-                                float(cfg.dni.aux_weight), cfg.model.get("slow_scale"))
+def two_timescale_window(cfg, model, boundary: Boundary | None) -> TwoTimescaleWindow:
+    return TwoTimescaleWindow(model, int(cfg.model.slow_windows), boundary, float(cfg.model.interface_scale),
+                              cfg.model.get("slow_scale"))

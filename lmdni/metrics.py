@@ -5,10 +5,13 @@ It is the source of truth; a live view (`logger=tensorboard`) receives each reco
 from __future__ import annotations
 
 import json
+import math
 import os
 import resource
 import sys
 from pathlib import Path
+
+import torch
 
 
 def process_memory_mb(field: str) -> float | None:
@@ -62,3 +65,67 @@ class MetricsLog:
 def read_metrics(path: Path) -> list[dict]:
     with open(path, encoding="utf-8") as handle:
         return [json.loads(line) for line in handle if line.strip()]
+
+
+class Interval:
+    """What is gathered between two evaluations (summed on the device, read at evaluation time: no host sync per
+    window). A run interrupted mid-interval and resumed logs the same record as one that never stopped, so it is
+    part of a checkpoint (`state_dict`)."""
+
+    TOTALS = ("nats", "sg_loss", "sg_cosine", "grad_norm", "aux_loss")
+    COUNTS = ("count", "windows", "cosine_samples")
+    OLD_NAMES = {f"_{name}": name for name in (*TOTALS, *COUNTS)} | {"_sg_cos": "sg_cosine", "_cos_samples":
+                                                                      "cosine_samples"}
+
+    def __init__(self, device):
+        self.device = device
+        self.reset()
+
+    def reset(self) -> None:
+        zero = torch.zeros((), device=self.device)
+        for name in self.TOTALS:
+            setattr(self, name, zero.clone())
+        self.count = self.windows = self.cosine_samples = 0
+
+    def add(self, result, n_tokens: int, grad_norm: torch.Tensor) -> None:
+        """One trained window's `WindowResult` (lmdni.window)."""
+        self.grad_norm += grad_norm
+        self.nats += result.loss_sum
+        if result.sg_loss is not None:
+            self.sg_loss += result.sg_loss
+        if result.aux_loss is not None:
+            self.aux_loss += result.aux_loss
+        if result.sg_cosine is not None:
+            self.sg_cosine += result.sg_cosine
+            self.cosine_samples += 1
+        self.count += n_tokens
+        self.windows += 1
+
+    def bpc(self) -> float:
+        return float(self.nats) / (math.log(2) * max(self.count, 1))
+
+    def mean(self, name: str) -> float:
+        """A total over the windows it was gathered on."""
+        return float(getattr(self, name)) / max(self.cosine_samples if name == "sg_cosine" else self.windows, 1)
+
+    def gather(self, distributed) -> None:
+        """Sum over ranks (the head's statistics and the gradient norm are then averaged)."""
+        if not distributed.enabled:
+            return
+        totals = distributed.sum(torch.stack([*(getattr(self, n) for n in self.TOTALS),
+                                              torch.tensor(float(self.count), device=self.device)]))
+        self.nats = totals[0]
+        for index, name in enumerate(self.TOTALS[1:], 1):
+            setattr(self, name, totals[index] / distributed.world)
+        self.count = int(totals[-1].item())
+
+    def state_dict(self) -> dict:
+        return {**{name: getattr(self, name).item() for name in self.TOTALS},
+                **{name: getattr(self, name) for name in self.COUNTS}}
+
+    def load_state_dict(self, payload: dict) -> None:
+        payload = {self.OLD_NAMES.get(key, key): value for key, value in payload.items()}
+        for name in self.TOTALS:
+            setattr(self, name, torch.tensor(payload[name], device=self.device))
+        for name in self.COUNTS:
+            setattr(self, name, int(payload[name]))

@@ -15,8 +15,6 @@ from torch import nn
 
 from .config import HEAD_INPUTS
 
-DEFAULT_HEAD_INPUT = "squashed"  # the one default: `dni.head_input` in conf/train.yaml says the same (a test checks)
-
 
 class Unrolled(NamedTuple):
     output: torch.Tensor  # (T, B, hidden): the top layer's outputs
@@ -112,7 +110,7 @@ class BinaryCode(nn.Module):
 class LSTMCore(nn.Module):
     def __init__(self, vocab_size: int, hidden_size: int, num_layers: int = 1, embedding_size: int = 128,
                  dropout: float = 0.0, sg_hidden_size: int | None = None, sg_num_layers: int = 1,
-                 aux_head: bool = False, sg_input: str = DEFAULT_HEAD_INPUT, symbols: str = "embedding",
+                 aux_head: bool = False, sg_input: str = "squashed", symbols: str = "embedding",
                  aux_in_target: bool = False, sg_rank: int = 0):
         """`sg_hidden_size=None`: no synthetic-gradient head (plain TBPTT); 0: linear head; >0: MLP head.
         `sg_rank`: > 0 makes the head low-rank (state -> sg_rank -> state).

@@ -13,7 +13,7 @@ from pathlib import Path
 from omegaconf import OmegaConf
 
 from . import checkpoint as ckpt
-from .config import validate
+from .config import REMOVED, upgrade, validate
 from .errors import ConfigError
 from .rundir import RunDir, asked_keys, check_run_dir, flatten, nearest_key, settle
 
@@ -31,7 +31,7 @@ class Prepared:
 
 
 def config_groups() -> dict[str, list[str]]:
-    from .cli import config_dir
+    from .config import config_dir
 
     root = config_dir()
     return {folder.name: sorted(p.stem for p in folder.glob("*.yaml")) for folder in root.iterdir() if folder.is_dir()}
@@ -58,6 +58,8 @@ def check_overrides(overrides) -> None:
     prefixes = {key.rsplit(".", i)[0] for key in known for i in range(key.count(".") + 1)}
     for override in parsed:
         name = override.key_or_group
+        if name in REMOVED:
+            raise ConfigError(f"{override.input_line}: lmdni no longer has {name}: it {REMOVED[name]}")
         if name not in groups and name not in prefixes:
             raise ConfigError(f"{override.input_line}: lmdni has no key {name}{nearest_key(name, known)}")
 
@@ -72,6 +74,7 @@ def claim_run(cfg, overrides, run_dir: Path, rank: int = 0) -> Prepared:
     last = run_dir / "last.pt"
     payload = ckpt.load(last) if last.is_file() else None
     if payload is not None:
+        payload["config"] = upgrade(payload["config"])  # as today's code reads a config saved by older code
         keys = asked_keys(overrides, cfg, compose_config([]), set(config_groups()))
         saved_device = OmegaConf.create(payload["config"]).get("device", "auto")
         device_cfg = cfg.device if "device" in keys else saved_device

@@ -15,17 +15,6 @@ def _rng_state(device: torch.device) -> dict:
     return rng
 
 
-INTERVAL_TENSORS = ("_nats", "_sg_loss", "_sg_cos", "_grad_norm", "_aux_loss")
-INTERVAL_COUNTS = ("_count", "_windows", "_cos_samples")
-
-
-def _interval(trainer) -> dict:
-    """The statistics gathered since the last evaluation: a run interrupted mid-interval and resumed then logs the
-    same record as one that never stopped."""
-    values = {name: getattr(trainer, name).item() for name in INTERVAL_TENSORS}
-    return {**values, **{name: getattr(trainer, name) for name in INTERVAL_COUNTS}}
-
-
 def snapshot(trainer) -> dict:
     """Collective in data-parallel runs: the carried state and RNG states of every rank are gathered."""
     from omegaconf import OmegaConf
@@ -39,10 +28,10 @@ def snapshot(trainer) -> dict:
         "chars": trainer.chars, "step": trainer.step, "train_seconds": trainer.train_seconds,
         "early_stopping": {"best_valid": trainer.best_score, "bad_evals": trainer.bad_evals, "evals": trainer.evals},
         "rng": trainer.dist.gather_objects(_rng_state(trainer.device)),  # one per rank
-        "interval": trainer.dist.gather_objects(_interval(trainer)),  # one per rank
+        "interval": trainer.dist.gather_objects(trainer.interval.state_dict()),  # one per rank
         "vocab": trainer.task.vocab,
         "device": trainer.device.type,  # a resume is exact only on this kind of device (lmdni.rundir)
-        "procedure": trainer.procedure.state_dict() if trainer.procedure is not None else None,
+        "procedure": trainer.window.state_dict(),  # what the window procedure keeps across windows
         "config": OmegaConf.to_container(trainer.cfg, resolve=True),
     }
 
@@ -70,8 +59,8 @@ def restore(trainer, payload: dict) -> None:
     if state is not None:
         rows = trainer.dist.columns(state.shape[0])  # this rank's columns of the carried state
         trainer.state = state[rows].to(trainer.device)
-    if trainer.procedure is not None and payload.get("procedure") is not None:
-        trainer.procedure.load_state_dict(payload["procedure"], trainer.device)
+    if payload.get("procedure") is not None:
+        trainer.window.load_state_dict(payload["procedure"], trainer.device)
     trainer.chars, trainer.step = payload["chars"], payload["step"]
     trainer.train_seconds = payload["train_seconds"]
     stopping = payload["early_stopping"]
@@ -79,11 +68,7 @@ def restore(trainer, payload: dict) -> None:
     trainer.evals = stopping["evals"]
     intervals = payload.get("interval")
     if intervals and len(intervals) == trainer.dist.world:
-        interval = intervals[trainer.dist.rank]
-        for name in INTERVAL_TENSORS:
-            setattr(trainer, name, torch.tensor(interval[name], device=trainer.device))
-        for name in INTERVAL_COUNTS:
-            setattr(trainer, name, int(interval[name]))
+        trainer.interval.load_state_dict(intervals[trainer.dist.rank])
     rngs = payload["rng"]
     rng = rngs[trainer.dist.rank] if len(rngs) == trainer.dist.world else rngs[0]
     torch.set_rng_state(rng["torch"])

@@ -6,9 +6,9 @@ import random
 import torch
 from omegaconf import OmegaConf
 
-from .config import register_schema, validate
+from .config import register_schema, upgrade, validate
 from .errors import ConfigError
-from .model import DEFAULT_HEAD_INPUT, LSTMCore
+from .model import LSTMCore
 from .tasks import build_task, task_class
 
 
@@ -28,17 +28,19 @@ def seed_everything(seed: int) -> None:
 def build_model(cfg, vocab_size: int):
     m = cfg.model
     with_head = cfg.method != "bptt"
-    if m.get("name", "lstm") == "hierarchical":
+    if m.name == "hierarchical":
         from .hierarchical import HierarchicalCore
 
+        d = cfg.dni
         return HierarchicalCore(vocab_size, m.hidden_size, m.slow_hidden_size, m.slow_every, m.message_size,
-                                m.embedding_size, heads=with_head, aux=cfg.method == "dni_aux")
+                                m.embedding_size, heads=with_head, aux=cfg.method == "dni_aux",
+                                head_input=d.head_input, head_hidden_size=int(d.head_hidden_size),
+                                head_num_layers=int(d.head_num_layers), head_rank=int(d.head_rank))
     return LSTMCore(vocab_size, m.hidden_size, m.num_layers, m.embedding_size, m.dropout,
                     sg_hidden_size=cfg.dni.head_hidden_size if with_head else None,
                     sg_num_layers=cfg.dni.head_num_layers, aux_head=cfg.method == "dni_aux",
-                    sg_input=cfg.dni.get("head_input", DEFAULT_HEAD_INPUT), symbols=m.get("symbols", "embedding"),
-                    aux_in_target=bool(cfg.dni.get("aux_in_target", False)),
-                    sg_rank=int(cfg.dni.get("head_rank", 0)))
+                    sg_input=cfg.dni.head_input, symbols=m.symbols, aux_in_target=bool(cfg.dni.aux_in_target),
+                    sg_rank=int(cfg.dni.head_rank))
 
 
 def load_run(run_dir, which: str = "best", device: str = "auto"):
@@ -53,7 +55,7 @@ def load_run(run_dir, which: str = "best", device: str = "auto"):
         raise CheckpointError(f"{run_dir} is not an lmdni run (no {which}.pt)")
     payload = ckpt.load(path)
     try:
-        cfg = OmegaConf.create(payload["config"])
+        cfg = OmegaConf.create(upgrade(payload["config"]))
         vocab = payload.get("vocab")
         vocab_size = len(vocab) if vocab else task_class(cfg.data).config_vocab_size(cfg)
         model = build_model(cfg, vocab_size)
@@ -74,12 +76,32 @@ def build_trainer(cfg, out_dir, distributed=None, corpus=None):
         torch.set_num_threads(int(cfg.threads))
     distributed = distributed or Distributed()
     device = distributed.init(resolve_device(str(cfg.device)))
-    if distributed.enabled and cfg.model.get("name", "lstm") == "hierarchical":
+    if distributed.enabled and cfg.model.name == "hierarchical":
         raise ConfigError("model=hierarchical trains in one process (no data-parallel runs yet)")
     task = build_task(cfg, distributed, corpus)
     seed_everything(cfg.seed)
     model = build_model(cfg, task.vocab_size).to(device)
-    return Trainer(cfg, model, task, out_dir, device, distributed)
+    return Trainer(cfg, model, task, out_dir, device, build_window(cfg, model, device, distributed), distributed)
+
+
+def build_window(cfg, model, device, distributed):
+    """The model's window procedure (lmdni.window), with the DNI boundary unless method=bptt."""
+    from .boundary import Boundary
+    from .speed import configure_tf32
+    from .window import TruncatedWindow
+
+    tc = cfg.trainer
+    configure_tf32(bool(tc.tf32), device)
+    if cfg.model.name == "hierarchical":
+        from .hierarchical_training import two_timescale_window
+
+        boundary = Boundary.from_config(cfg, device, None) if cfg.method != "bptt" else None
+        return two_timescale_window(cfg, model, boundary)
+    boundary = Boundary.from_config(cfg, device, model.synthetic_gradient) if cfg.method != "bptt" else None
+    skip = None
+    if tc.on_nonfinite == "skip":  # costs a sync per window; collective, so that all ranks skip the same window
+        skip = lambda loss_sum: distributed.any(not bool(torch.isfinite(loss_sum)), device)  # noqa: E731
+    return TruncatedWindow(model, boundary, device, str(tc.precision), bool(tc.compile), skip)
 
 
 def compose_config(overrides=(), name: str = "train", with_hydra: bool = False):
@@ -88,7 +110,7 @@ def compose_config(overrides=(), name: str = "train", with_hydra: bool = False):
     from hydra import compose, initialize_config_dir
     from hydra.core.global_hydra import GlobalHydra
 
-    from .cli import config_dir
+    from .config import config_dir
 
     register_schema()
     if GlobalHydra.instance().is_initialized():

@@ -1,4 +1,5 @@
-"""Optional speed settings for the window's forward pass: bf16 autocast, TF32, torch.compile. All off by default.
+"""Optional speed settings for the window's forward pass (`lmdni.window.window_forward` applies them): bf16 autocast,
+TF32, torch.compile. All off by default.
 
 `trainer.precision=bf16` runs the forward (embedding, LSTM, decoder, SG heads) under `torch.autocast` with bfloat16.
 What is then rounded to bf16, exactly: nn.LSTM runs its recurrence in bf16, so h and c at every step, and with them
@@ -23,10 +24,8 @@ docs/results/README.md has their measured effect (scripts/bench_speed_settings.p
 from __future__ import annotations
 
 import torch
-import torch.nn.functional as F
 
 from .errors import ConfigError
-from .model import CoreOutput
 
 PRECISIONS = ("fp32", "bf16")
 
@@ -62,43 +61,3 @@ def configure_tf32(enabled: bool, device: torch.device) -> None:
     if enabled and device.type == "cuda":
         torch.backends.cuda.matmul.allow_tf32 = True
         torch.backends.cudnn.allow_tf32 = True
-
-
-def _to_fp32(out):
-    """The bf16 outputs back to fp32."""
-    return out._replace(**{name: t.float() for name, t in out._asdict().items() if t is not None})
-
-
-def summed_loss(logits, targets, mask):
-    """The window's summed cross-entropy; `mask` (copy tasks) marks the targets that count, None counts all."""
-    logits = logits.reshape(-1, logits.shape[-1])
-    if mask is None:
-        return F.cross_entropy(logits, targets.reshape(-1), reduction="sum")
-    return (F.cross_entropy(logits, targets.reshape(-1), reduction="none") * mask.reshape(-1)).sum()
-
-
-def window_forward(model, device: torch.device, precision: str = "fp32", compile: bool = False):
-    """A function (inputs, targets, mask, start, with_synthetic_gradient) -> (CoreOutput, summed loss).
-
-    `mask` (copy tasks) marks the targets that count; None counts all. In fp32 without compile this is exactly
-    the model's forward and the cross-entropy."""
-    check_precision(precision, device)
-    bf16 = precision == "bf16"
-    # Under compile the SG heads stay eager: the regression differentiates the start state's prediction in a
-    # second backward, after the window's backward has freed whatever a compiled graph saved; a tensor that merely
-    # passes through a compiled region becomes that region's output and would hit the freed graph.
-    unroll = torch.compile(model.unroll) if compile else model.unroll
-    loss = torch.compile(summed_loss) if compile else summed_loss
-
-    def forward(inputs, targets, mask, start, with_synthetic_gradient: bool):
-        with torch.autocast(device.type, dtype=torch.bfloat16, enabled=bf16):
-            unrolled = unroll(inputs, start)
-            if with_synthetic_gradient and model.synthetic_gradient is not None:
-                out = model.predict_synthetic_gradients(start, unrolled)
-            else:
-                out = CoreOutput(unrolled.logits, unrolled.state, None, None)
-        if bf16:  # in fp32 there is nothing to cast: keep the hot path free of it
-            out = _to_fp32(out)
-        return out, loss(out.logits, targets, mask)
-
-    return forward

@@ -121,11 +121,11 @@ class CopyTask:
         if distributed.enabled:
             raise ConfigError("copy tasks run in one process (their curriculum is per process); drop torchrun")
         d = cfg.data
-        if d.get("phase", "random") not in ("random", "aligned"):
+        if d.phase not in ("random", "aligned"):
             raise ConfigError(f"data.phase must be random or aligned, got {d.phase!r}")
         stream = CopyStream(cfg.trainer.batch_size, cfg.trainer.unroll, repeat=d.name == "repeat_copy",
                             seed=cfg.seed, threshold=d.threshold, window_episodes=d.window_episodes,
-                            start_length=d.start_length, max_repeats=d.max_repeats, phase=d.get("phase", "random"))
+                            start_length=d.start_length, max_repeats=d.max_repeats, phase=d.phase)
         return cls(d.name, stream)
 
     @staticmethod

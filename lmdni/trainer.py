@@ -1,11 +1,5 @@
-"""Truncated training: plain TBPTT (`method=bptt`) or with synthetic gradients at the boundaries (`method=dni`).
-
-One window, DNI:
-    start  = carried state, detached, requiring grad (a leaf: the gradient that reaches it is the SG's target)
-    out    = core(x, start)                        logits, final state, SG(final), SG(start): one forward call
-    backward(window loss  +  scale · SG(final) seeded at the final state)
-    target = gradient at start                     bootstrapped: true in-window gradient + the SG pulled back
-    head  ← regression of SG(start) onto target    its own Adam, its own learning rate
+"""The training loop: windows from the task, each run by the model's window procedure (lmdni.window), an optimizer
+step, evaluations, checkpoints. Nothing here depends on the model: what a window does is the procedure's.
 """
 from __future__ import annotations
 
@@ -15,21 +9,15 @@ import time
 from pathlib import Path
 
 import torch
-import torch.nn.functional as F
 from tqdm.auto import tqdm
 
 from . import checkpoint as ckpt
-from .boundary import (aux_loss, backward_window, bootstrapped_target, injected_gradient, regress_synthetic_gradient,
-                       resolve_fused)
 from .config import weight_decay
 from .distributed import Distributed
 from .environment import environment
 from .errors import DivergenceError, LmdniError
-from .evaluate import bits_per_character
-from .hierarchical_training import two_timescale_procedure
-from .metrics import MetricsLog, peak_rss_mb
+from .metrics import Interval, MetricsLog, peak_rss_mb
 from .resume import restore, snapshot
-from .speed import configure_tf32, window_forward
 
 log = logging.getLogger(__name__)
 
@@ -39,9 +27,10 @@ class Interrupted(LmdniError):
 
 
 class Trainer:
-    def __init__(self, cfg, model, task, out_dir: Path, device: torch.device, distributed=None):
-        """`task` (lmdni.tasks) supplies the windows and says what an evaluation measures and what is better."""
-        self.cfg, self.model, self.task, self.stream = cfg, model, task, task.stream
+    def __init__(self, cfg, model, task, out_dir: Path, device: torch.device, window, distributed=None):
+        """`task` (lmdni.tasks) supplies the windows and says what an evaluation measures and what is better;
+        `window` (lmdni.window) runs one window and fills the gradients the optimizer step applies."""
+        self.cfg, self.model, self.task, self.stream, self.window = cfg, model, task, task.stream, window
         self.dist = distributed or Distributed()
         self.out_dir, self.device = Path(out_dir), device
         if hasattr(self.stream, "to"):
@@ -49,36 +38,26 @@ class Trainer:
         self.dni = cfg.method in ("dni", "dni_aux")
         self.aux = cfg.method == "dni_aux"
         tc = cfg.trainer
-        head = model.synthetic_gradient
-        # the SG head has its own learning rate (a second parameter group, after the window's backward it gets its
-        # gradient from the regression alone); everything else (DNI+Aux's head included) is the core's. One Adam
-        # for both: one step and one zero_grad per window. Fused: one kernel per group instead of a loop.
-        self.core_params = [p for name, p in model.named_parameters() if not name.startswith("synthetic_gradient.")]
-        self.head_params = list(head.parameters()) if head is not None and self.dni else []
+        # the SG heads have their own learning rate (a second parameter group: after the window's backward they get
+        # their gradient from the regression alone); everything else (DNI+Aux's heads included) is the core's, and
+        # only the core decays. One optimizer: one step and one zero_grad per window; fused: one kernel per group
+        heads = "synthetic_gradient."
+        self.core_params = [p for name, p in model.named_parameters() if not name.startswith(heads)]
+        self.head_params = [p for name, p in model.named_parameters() if name.startswith(heads)] if self.dni else []
         groups = [{"params": self.core_params, "lr": tc.lr, "weight_decay": weight_decay(cfg)}]
         if self.head_params:
-            groups.append({"params": self.head_params, "lr": cfg.dni.lr})
-        self.optimizer = torch.optim.Adam(groups, fused=True, decoupled_weight_decay=True)  # AdamW's decay
+            groups.append({"params": self.head_params, "lr": cfg.dni.lr, "weight_decay": 0.0})
+        self.optimizer = torch.optim.AdamW(groups, fused=True)
         self.params = self.core_params + self.head_params
-        # a model with its own window procedure (two timescales: lmdni.hierarchical_training) trains through it
-        self.procedure = two_timescale_procedure(cfg, model, self.dni)
-        self.fused = resolve_fused(cfg.dni.fused, device, head) if self.dni and not self.procedure else False
-        # forward + loss; bf16 autocast, TF32 and torch.compile are opt-in (lmdni.speed)
-        configure_tf32(bool(tc.get("tf32", False)), device)
-        self.forward = window_forward(model, device, tc.get("precision", "fp32"), bool(tc.get("compile", False)))
         self.environment = environment(device)  # what made the run: results.json, the log (lmdni.environment)
         self.state = None  # the carried state of this process's columns, made at the first window
         self.chars, self.step, self.train_seconds = 0, 0, 0.0
         self.best_score, self.bad_evals, self.evals = task.best_initial, 0, 0
         self._stop_requested = self._finishing = False
-        self.skip_nonfinite, self.skipped = tc.on_nonfinite == "skip", 0
-        # what every window reads, as plain values: an OmegaConf attribute costs microseconds, per window that adds up
-        dni = cfg.dni
-        self.clip = float(tc.clip)
-        self.scale, self.ablation = float(dni.scale), str(dni.ablation)
-        self.warmup_chars = int(dni.get("warmup_chars", 0))
-        self.loss_weight, self.aux_weight = float(dni.loss_weight), float(dni.aux_weight)
-        self._reset_interval()
+        self.skipped = 0
+        self.clip = float(tc.clip)  # read every window: a plain float (an OmegaConf attribute costs microseconds)
+        self.warmup_chars = int(cfg.dni.warmup_chars)
+        self.interval = Interval(device)
 
     def request_stop(self, signum=None, frame=None) -> None:
         """SIGINT/SIGTERM: finish the current window, save, and exit non-zero (never mid-update). During the final
@@ -97,69 +76,27 @@ class Trainer:
             self.state = self.model.initial_state(x.shape[1], self.device)
         if mask is not None:  # the task counts only some targets (masked loss); n stays B×T (the SG's units)
             mask = mask.to(self.device, non_blocking=True)
-        n_tokens = y.numel()
-        if self.procedure is not None:
-            self.optimizer.zero_grad(set_to_none=True)
-            next_state, loss_sum, sg_loss, aux = self.procedure.train_window(x, y, mask, self.state, ends_pass,
-                                                                             warm=self.chars >= self.warmup_chars)
-            self._sg_loss, self._aux_loss = self._sg_loss + sg_loss, self._aux_loss + aux
-            self._update(next_state, loss_sum, n_tokens)
-            return
-        start = self.state.detach().requires_grad_(self.dni)
-        out, loss_sum = self.forward(x, y, mask, start, self.dni)
-        # costs a sync per window, so only when asked for; collective, so that all ranks skip the same window
-        if self.skip_nonfinite and self.dist.any(not bool(torch.isfinite(loss_sum)), self.device):
-            log.warning("skipping window at step %d: non-finite loss; state reset", self.step)
+        self.optimizer.zero_grad(set_to_none=True)
+        result = self.window(x, y, mask, self.state, ends_pass, warm=self.chars >= self.warmup_chars, step=self.step)
+        self.step += 1
+        if result.state is None:  # dropped before its backward (trainer.on_nonfinite=skip)
+            log.warning("skipping window at step %d: non-finite loss; state reset", self.step - 1)
             self.state = self.model.initial_state(x.shape[1], self.device)
             self.skipped += 1
-            self.step += 1
             return
-        self.optimizer.zero_grad(set_to_none=True)
-        if self.dni:
-            self._dni_backward(start, out, loss_sum, n_tokens, ends_pass)
-        else:
-            (loss_sum / n_tokens).backward()
-        self._update(out.state.detach(), loss_sum, n_tokens)
-
-    def _update(self, next_state, loss_sum, n_tokens: int) -> None:
-        """The window's optimizer step (the core and the SG heads) and bookkeeping, its gradients filled."""
         self.dist.average_gradients(self.params)
-        self._grad_norm += self._core_grad_norm()
+        grad_norm = self._core_grad_norm()
         self.optimizer.step()
-        self.state = next_state
-        self.task.observe(loss_sum)
-        self._nats += loss_sum.detach()
-        self._count += n_tokens
-        self._windows += 1
-        self.chars += n_tokens * self.dist.world  # characters of the whole batch, over all ranks
-        self.step += 1
+        self.state = result.state
+        self.task.observe(result.loss_sum)
+        self.interval.add(result, y.numel(), grad_norm)
+        self.chars += y.numel() * self.dist.world  # characters of the whole batch, over all ranks
 
     def _core_grad_norm(self) -> torch.Tensor:
         """The core's global gradient norm before clipping (clipped in place when `trainer.clip` > 0)."""
         if self.clip > 0:
             return torch.nn.utils.clip_grad_norm_(self.core_params, self.clip).detach()
         return torch.nn.utils.get_total_norm([p.grad for p in self.core_params if p.grad is not None]).detach()
-
-    def _dni_backward(self, start, out, loss_sum, n_tokens: int, ends_pass: bool) -> None:
-        """The window's backward with the injected SG, then the head's regression onto the bootstrapped target."""
-        # warm-up: the head learns its (then purely in-window) target and nothing is injected, so the core trains as
-        # TBPTT does (DNI+Aux: plus its aux loss)
-        scale = self.scale if self.chars >= self.warmup_chars else 0.0
-        injected = injected_gradient(out.synthetic_gradient, scale, ends_pass, self.ablation)
-        extra = None
-        if self.aux:
-            aux = aux_loss(out.aux_prediction, out.synthetic_gradient)
-            extra = self.aux_weight * aux
-            self._aux_loss += aux.detach()
-        backward_window(loss_sum, n_tokens, out.state, injected, extra)
-        target = bootstrapped_target(start, n_tokens)
-        sg_loss = regress_synthetic_gradient(self.model.synthetic_gradient, out.start_head_input,
-                                             out.start_synthetic_gradient, target, self.loss_weight, self.fused)
-        self._sg_loss += sg_loss.detach()
-        if self.step % 10 == 0:  # a diagnostic: sampled every 10th window to keep it off the hot path
-            self._sg_cos += F.cosine_similarity(out.start_synthetic_gradient.detach().flatten(), target.flatten(),
-                                                dim=0, eps=1e-12)
-            self._cos_samples += 1
 
     # ------------------------------------------------------------------------------------------------ the loop
     def train(self, metrics: MetricsLog) -> dict:
@@ -179,7 +116,7 @@ class Trainer:
                 if self.step % 50 == 0:
                     self._check_finite()
                     elapsed = self.train_seconds + time.perf_counter() - tick
-                    bar.set_postfix(bpc=f"{self._interval_bpc():.3f}", cps=f"{self.chars / max(elapsed, 1e-9):,.0f}")
+                    bar.set_postfix(bpc=f"{self.interval.bpc():.3f}", cps=f"{self.chars / max(elapsed, 1e-9):,.0f}")
                 if self.dist.any(self._stop_requested, self.device):  # every rank stops at the same window
                     self.train_seconds += time.perf_counter() - tick
                     tick = time.perf_counter()
@@ -203,51 +140,35 @@ class Trainer:
             self.train_seconds += time.perf_counter() - tick
         finally:
             bar.close()
-        if self._windows:  # evaluate what was trained since the last evaluation
+        if self.interval.windows:  # evaluate what was trained since the last evaluation
             self.evaluate_and_save(metrics)
         return self.finish(stop_reason)
 
     def _check_finite(self) -> None:
         # ranks must agree, or they deadlock
-        values = self.dist.sum(torch.stack([self._nats, self._sg_loss, self._aux_loss]))
+        interval = self.interval
+        values = self.dist.sum(torch.stack([interval.nats, interval.sg_loss, interval.aux_loss]))
         for name, value in zip(("training loss", "synthetic-gradient loss", "auxiliary loss"), values.tolist()):
             if not math.isfinite(value):
                 raise DivergenceError(f"non-finite {name} by step {self.step} ({self.chars:,} characters); "
                                       f"the last good checkpoint is {self.out_dir / 'last.pt'}")
 
-    def _reset_interval(self) -> None:
-        zero = torch.zeros((), device=self.device)
-        self._nats, self._sg_loss, self._sg_cos, self._grad_norm, self._aux_loss = (zero.clone() for _ in range(5))
-        self._count, self._windows, self._cos_samples = 0, 0, 0
-
-    def _interval_bpc(self) -> float:
-        return bits_per_character(float(self._nats), max(self._count, 1))
-
-    def _gather_interval(self) -> None:
-        """Sum the interval's statistics over ranks (the SG diagnostics are then averaged)."""
-        if not self.dist.enabled:
-            return
-        totals = self.dist.sum(torch.stack([self._nats, self._sg_loss, self._sg_cos, self._grad_norm, self._aux_loss,
-                                            torch.tensor(float(self._count), device=self.device)]))
-        self._nats = totals[0]
-        self._sg_loss, self._sg_cos, self._grad_norm, self._aux_loss = (v / self.dist.world for v in totals[1:5])
-        self._count = int(totals[5].item())
-
     def evaluate_and_save(self, metrics: MetricsLog) -> bool:
         self._check_finite()
-        self._gather_interval()
+        interval = self.interval
+        interval.gather(self.dist)
         record = {"step": self.step, "chars": self.chars, "epoch": self.stream.epoch,
-                  "seconds": round(self.train_seconds, 3), "train_bpc": self._interval_bpc(),
+                  "seconds": round(self.train_seconds, 3), "train_bpc": interval.bpc(),
                   "chars_per_sec": self.chars / max(self.train_seconds, 1e-9)}
         fields, score = self.task.evaluate(self.model, self.device)
         record.update(fields)
-        record["grad_norm"] = float(self._grad_norm) / max(self._windows, 1)  # mean, before clipping
+        record["grad_norm"] = interval.mean("grad_norm")  # before clipping
         if self.dni:
-            record["sg_loss"] = float(self._sg_loss) / max(self._windows, 1)
-            if self.procedure is None:  # two timescales: its heads' agreement is scripts/hierarchical_fidelity.py's
-                record["sg_cosine"] = float(self._sg_cos) / max(self._cos_samples, 1)
+            record["sg_loss"] = interval.mean("sg_loss")
+            if self.window.reports_cosine:  # two timescales: its heads' agreement is scripts/hierarchical_fidelity.py's
+                record["sg_cosine"] = interval.mean("sg_cosine")
         if self.aux:
-            record["aux_loss"] = float(self._aux_loss) / max(self._windows, 1)
+            record["aux_loss"] = interval.mean("aux_loss")
         if self.device.type == "cuda":
             record["peak_memory_mb"] = torch.cuda.max_memory_allocated(self.device) / 2**20
         else:
@@ -263,7 +184,7 @@ class Trainer:
             metrics.write(record)
         log.info("chars %s  %s  %s%s", f"{self.chars:,}", self.task.describe(record),
                  f"{record['chars_per_sec']:,.0f} chars/s", "  (best)" if improved else "")
-        self._reset_interval()
+        interval.reset()
         self.save("last.pt")
         if improved:
             self.save("best.pt")

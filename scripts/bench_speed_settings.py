@@ -8,7 +8,6 @@ setting that is faster but learns differently shows. Same data and seed for ever
 """
 from __future__ import annotations
 
-import math
 
 import torch
 
@@ -42,7 +41,7 @@ def main():
             trainer = bench_trainer(method, args.hidden, args.batch, args.unroll, args.device, corpus,
                                     [*args.overrides, *SETTINGS[name]])
             rate = time_blocks(trainer.train_window, args.windows, args.repeats, chars, device)
-            bits = float(trainer._nats) / max(trainer._count, 1) / math.log(2)
+            bits = trainer.interval.bpc()
             base = base or rate
             print(f"| {method} | {name} | {rate:,.0f} | {rate / base:.2f}x | {bits:.4f} |", flush=True)
 

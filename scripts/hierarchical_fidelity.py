@@ -31,7 +31,8 @@ def agreement(pairs: list) -> dict:
 
 def probe(run: Path, slow_windows: int) -> dict:
     from lmdni.data import TrainStream, load_corpus
-    from lmdni.hierarchical_training import TwoTimescaleTraining
+    from lmdni.boundary import Boundary
+    from lmdni.hierarchical_training import two_timescale_window
     from lmdni.run import load_run
 
     cfg, model, _ = load_run(run, "best", device="cpu")
@@ -39,35 +40,17 @@ def probe(run: Path, slow_windows: int) -> dict:
         raise SystemExit(f"hierarchical_fidelity.py: error: {run} is not a model=hierarchical method=dni run")
     corpus = load_corpus(cfg.data)
     stream = TrainStream(corpus.valid, cfg.trainer.batch_size, cfg.trainer.unroll)
-    procedure = TwoTimescaleTraining(model, int(cfg.model.slow_windows), float(cfg.dni.scale),
-                                     float(cfg.model.interface_scale), float(cfg.dni.loss_weight))
+    procedure = two_timescale_window(cfg, model, Boundary.from_config(cfg, torch.device("cpu"), None))
     heads = {"fast": [], "slow": [], "interface": []}
-    # the regressions come in a fixed order: the fast head's in every window; at a slow window's end the slow
-    # head's, then the interface head's
-    closing = {"open": False, "calls": 0}
-    close = procedure.close_slow_window
-
-    def close_and_mark(*args, **kwargs):
-        closing.update(open=True, calls=0)
-        try:
-            return close(*args, **kwargs)
-        finally:
-            closing["open"] = False
-
-    def capture(prediction, target):
-        name = "fast" if not closing["open"] else ("slow", "interface")[min(closing["calls"], 1)]
-        closing["calls"] += closing["open"]
-        heads[name].append((prediction.detach(), target.detach()))
-        return torch.zeros(())
-
-    procedure.close_slow_window, procedure._regress = close_and_mark, capture
+    procedure.observe = lambda name, prediction, target: heads[name].append((prediction, target))
+    procedure.learn_heads = False
     state = model.initial_state(cfg.trainer.batch_size)
     for window in range(slow_windows * int(cfg.model.slow_windows)):
         x, y, starts_pass, ends_pass, mask = stream.next_window()
         if starts_pass and window > 0:  # the split is read once
             break
-        model.zero_grad(set_to_none=True)
-        state, *_ = procedure.train_window(x.long(), y.long(), mask, state, ends_pass)
+        model.zero_grad(set_to_none=True)  # the cores' gradients are filled, never applied: nothing is updated
+        state = procedure(x.long(), y.long(), mask, state, ends_pass).state
     return {name: agreement(pairs) for name, pairs in heads.items() if pairs}
 
 

@@ -27,7 +27,7 @@ def parts(run: str, windows: int, columns: int, level, warmup: int = 32) -> dict
     from lmdni.boundary import aux_loss
     from lmdni.fidelity import probe_stream
     from lmdni.run import load_run
-    from lmdni.speed import summed_loss
+    from lmdni.window import summed_loss
 
     run_dir, _, which = run.partition(":")
     cfg, model, payload = load_run(run_dir, which or "last", "cpu")

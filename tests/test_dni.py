@@ -127,9 +127,9 @@ def test_dni_scale_zero_trains_exactly_like_bptt(tmp_path, tiny_trainer):
     losses = {"bptt": [], "dni": []}
     for _ in range(40):  # crosses a pass boundary (400 symbols / 4 columns / unroll 3)
         for name, trainer in (("bptt", bptt), ("dni", dni)):
-            before = float(trainer._nats)
+            before = float(trainer.interval.nats)
             trainer.train_window()
-            losses[name].append(float(trainer._nats) - before)
+            losses[name].append(float(trainer.interval.nats) - before)
     assert losses["bptt"] == losses["dni"]
     core = {k: v for k, v in dni.model.state_dict().items() if not k.startswith("synthetic")}
     for k, v in bptt.model.state_dict().items():
@@ -142,10 +142,10 @@ def test_dni_head_learns_its_target(tmp_path, tiny_trainer):
     trainer = tiny_trainer(tmp_path, "dni", ["dni.lr=0.003", "dni.scale=0.5"], periodic=True)
     cosines = []
     for _ in range(300):
-        before = float(trainer._sg_cos)
+        before = float(trainer.interval.sg_cosine)
         trainer.train_window()
         if trainer.step % 10 == 1:  # the cosine is sampled every 10th window (step counted before increment)
-            cosines.append(float(trainer._sg_cos) - before)
+            cosines.append(float(trainer.interval.sg_cosine) - before)
     assert cosines[0] == 0.0  # a fresh head predicts exactly zero
     assert sum(cosines[-5:]) / 5 > 0.3
 
@@ -156,9 +156,9 @@ def test_dni_aux_loss_is_nonzero_and_falls(tmp_path, tiny_trainer):
     assert trainer.model.aux_synthetic_gradient is not None
     losses = []
     for _ in range(600):
-        before = float(trainer._aux_loss)
+        before = float(trainer.interval.aux_loss)
         trainer.train_window()
-        losses.append(float(trainer._aux_loss) - before)
+        losses.append(float(trainer.interval.aux_loss) - before)
     early, late = max(losses[20:120]), sum(losses[-100:]) / 100
     assert early > 0 and late < 0.5 * early
 
@@ -188,7 +188,7 @@ def test_skip_mode_drops_non_finite_windows_and_goes_on(tmp_path, tiny_trainer):
     for _ in range(20):
         trainer.train_window()
     assert trainer.skipped > 0 and trainer.step == 20
-    assert torch.isfinite(trainer._nats)  # the windows that were trained on stayed finite
+    assert torch.isfinite(trainer.interval.nats)  # the windows that were trained on stayed finite
 
 
 def test_squashed_head_input_bounds_the_synthetic_gradient():

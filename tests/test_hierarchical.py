@@ -12,7 +12,8 @@ from torch import nn
 from lmdni import trainer as trainer_module
 from lmdni.errors import ConfigError
 from lmdni.hierarchical import HierarchicalCore
-from lmdni.hierarchical_training import TwoTimescaleTraining
+from lmdni.boundary import Boundary
+from lmdni.hierarchical_training import TwoTimescaleWindow
 from lmdni.metrics import MetricsLog, read_metrics
 from lmdni.resume import restore
 
@@ -76,7 +77,7 @@ def test_oracle_synthetic_gradients_recover_full_backprop_through_both_cores():
     params = dict(full.named_parameters())
     g_full = dict(zip(core_names(full), torch.autograd.grad(sum(losses), [params[n] for n in core_names(full)],
                                                             retain_graph=True)))
-    procedure = TwoTimescaleTraining(model, slow_windows=W, scale=1.0, interface_scale=1.0)
+    procedure = TwoTimescaleWindow(model, slow_windows=W, boundary=Boundary(1.0), interface_scale=1.0)
     fast_pairs, interface_pairs = [], []
     for i in range(W - 1):
         later = torch.autograd.grad(sum(losses[i + 1:]), finals[i], retain_graph=True)[0]
@@ -94,12 +95,13 @@ def test_oracle_synthetic_gradients_recover_full_backprop_through_both_cores():
     procedure.heads = model.synthetic_gradient
 
     regressed = []  # (prediction, target) of every head regression, in call order
-    procedure._regress = lambda prediction, target: regressed.append((prediction, target)) or torch.zeros(())
+    procedure.observe = lambda name, prediction, target: regressed.append((prediction, target))
+    procedure.learn_heads = False  # the oracles are not trained
     state, n = state0, T * B
     summed = {name: torch.zeros_like(p) for name, p in model.named_parameters() if name in g_full}
     for i, (x, y) in enumerate(zip(xs, ys)):
         model.zero_grad(set_to_none=True)
-        state, *_ = procedure.train_window(x, y, None, state, ends_pass=i == W - 1)
+        state = procedure(x, y, None, state, ends_pass=i == W - 1).state
         for name, p in model.named_parameters():
             if name in summed and p.grad is not None:
                 summed[name] += p.grad * (n if not name.startswith("slow.") else W * n)
@@ -111,12 +113,11 @@ def test_oracle_synthetic_gradients_recover_full_backprop_through_both_cores():
                                rtol=1e-9, atol=1e-12)
     assert torch.count_nonzero(interface_target[B * 2 * (W - 1):]) == 0  # the last window's: no later windows
     # and without the oracles (plain truncation at both boundaries) the fast core's gradient is not the full one
-    plain = TwoTimescaleTraining(make_model(heads=False), slow_windows=W, scale=1.0, interface_scale=1.0,
-                                 synthetic_gradients=False)
+    plain = TwoTimescaleWindow(make_model(heads=False), slow_windows=W, boundary=None, interface_scale=1.0)
     state, gap = state0, torch.zeros(())
     for i, (x, y) in enumerate(zip(xs, ys)):
         plain.model.zero_grad(set_to_none=True)
-        state, *_ = plain.train_window(x, y, None, state, ends_pass=i == W - 1)
+        state = plain(x, y, None, state, ends_pass=i == W - 1).state
         gap = gap + plain.model.fast.weight_hh_l0.grad * n
     assert (gap - g_full["fast.weight_hh_l0"]).abs().max() > 1e-6
 
@@ -227,13 +228,14 @@ def test_aux_loss_trains_both_cores_but_leaves_every_heads_target_alone():
             for layer in [*model.aux_synthetic_gradient.values(), *model.synthetic_gradient.values()]:
                 out = layer.output if hasattr(layer, "output") else layer
                 out.weight.normal_(0, 0.3, generator=torch.Generator().manual_seed(out.weight.numel()))
-        procedure = TwoTimescaleTraining(model, W, scale=0.5, interface_scale=0.5, aux_weight=weight)
+        procedure = TwoTimescaleWindow(model, W, Boundary(0.5, aux_weight=weight), interface_scale=0.5)
         targets, grads = [], {}
-        procedure._regress = lambda prediction, target, into=targets: into.append(target.detach()) or torch.zeros(())
+        procedure.observe = lambda name, prediction, target, into=targets: into.append(target)
+        procedure.learn_heads = False
         state = start_state(model)
         for i, (x, y) in enumerate(zip(xs, ys)):
             model.zero_grad(set_to_none=True)
-            state, _, _, aux = procedure.train_window(x, y, None, state, ends_pass=False)
+            state, _, _, aux, _ = procedure(x, y, None, state, ends_pass=False)
             grads.update({f"{name}@{i}": p.grad.clone() for name, p in model.named_parameters()
                           if p.grad is not None and not name.startswith(("synthetic", "aux"))})
         seen[weight] = targets, grads, aux

@@ -112,12 +112,12 @@ def test_training_with_fused_boundary_reproduces_reference(tmp_path, head_input,
     for fused in ("off", "on"):
         trainer = tiny_trainer(tmp_path / fused, "dni", ["dni.lr=0.01", "dni.scale=0.5", f"dni.fused={fused}",
                                                           f"dni.head_input={head_input}", f"device={DEVICE}"])
-        assert trainer.fused == (fused == "on")
+        assert trainer.window.boundary.fused == (fused == "on")
         losses = []
         for _ in range(12):
-            before = float(trainer._nats)
+            before = float(trainer.interval.nats)
             trainer.train_window()
-            losses.append((float(trainer._nats) - before, float(trainer._sg_loss)))
+            losses.append((float(trainer.interval.nats) - before, float(trainer.interval.sg_loss)))
         runs[fused] = losses
     for (loss_off, sg_off), (loss_on, sg_on) in zip(runs["off"], runs["on"]):
         assert abs(loss_on - loss_off) <= 1e-5 * abs(loss_off)

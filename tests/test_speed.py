@@ -9,9 +9,9 @@ from lmdni.resume import snapshot
 def window_losses(trainer, windows):
     losses = []
     for _ in range(windows):
-        before = float(trainer._nats)
+        before = float(trainer.interval.nats)
         trainer.train_window()
-        losses.append(float(trainer._nats) - before)
+        losses.append(float(trainer.interval.nats) - before)
     return losses
 
 
@@ -40,9 +40,9 @@ def test_bf16_autocast_tracks_fp32_and_keeps_everything_stored_in_fp32(tmp_path,
     moments = [s["exp_avg"] for s in payload["optimizer"]["state"].values()]
     assert any(not torch.equal(m, m.bfloat16().float()) for m in moments)
     if method != "bptt":
-        assert 0 < float(trainer._sg_loss) < float("inf")
+        assert 0 < float(trainer.interval.sg_loss) < float("inf")
         with torch.no_grad():  # the SG head's product runs under autocast: its prediction is a bf16 value
-            out, _ = trainer.forward(*trainer.stream.next_window()[:2], None, trainer.state, True)
+            out, _ = trainer.window.forward(*trainer.stream.next_window()[:2], None, trainer.state, True)
         assert out.synthetic_gradient.dtype == torch.float32
         assert torch.equal(out.synthetic_gradient, out.synthetic_gradient.bfloat16().float())
 

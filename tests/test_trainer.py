@@ -28,7 +28,7 @@ def test_grad_norm_is_logged_before_clipping_with_or_without_clipping(tmp_path, 
     for clip in (0, 1.0, 1e-3):
         trainer = tiny_trainer(tmp_path / str(clip), method, [f"trainer.clip={clip}", "trainer.eval_every=12"])
         trainer.train_window()
-        norms[clip] = float(trainer._grad_norm)
+        norms[clip] = float(trainer.interval.grad_norm)
     assert norms[0] > 0
     assert norms[0] == pytest.approx(norms[1.0], rel=1e-6) == pytest.approx(norms[1e-3], rel=1e-6)
 
@@ -36,7 +36,7 @@ def test_grad_norm_is_logged_before_clipping_with_or_without_clipping(tmp_path, 
 def test_a_non_finite_aux_loss_stops_the_run(tmp_path, tiny_trainer):
     trainer = tiny_trainer(tmp_path, "dni_aux", ["trainer.max_chars=2000"])
     trainer.train_window()
-    trainer._aux_loss = torch.tensor(float("inf"))
+    trainer.interval.aux_loss = torch.tensor(float("inf"))
     with pytest.raises(DivergenceError, match="non-finite auxiliary loss"):
         trainer._check_finite()
 
@@ -61,7 +61,7 @@ def test_an_interrupt_after_divergence_keeps_the_good_checkpoint(tmp_path, tiny_
 def spy_on_windows(monkeypatch, trainer):
     """Record, per window, the start state the core read and the gradient injected at the final state."""
     seen = []
-    forward, backward = trainer.forward, trainer_module.backward_window
+    forward, backward = trainer.window.forward, trainer.window.boundary.backward
 
     def recording_forward(x, y, mask, start, with_sg):
         seen.append({"start": start.detach().clone()})
@@ -71,8 +71,8 @@ def spy_on_windows(monkeypatch, trainer):
         seen[-1]["injected"] = None if injected is None else injected.clone()
         return backward(loss_sum, n_tokens, final_state, injected, extra)
 
-    monkeypatch.setattr(trainer, "forward", recording_forward)
-    monkeypatch.setattr(trainer_module, "backward_window", recording_backward)
+    monkeypatch.setattr(trainer.window, "forward", recording_forward)
+    monkeypatch.setattr(trainer.window.boundary, "backward", recording_backward)
     return seen
 
 
@@ -130,14 +130,14 @@ def test_mlp_head_starts_at_zero_learns_and_uses_the_reference_path(tmp_path, ti
     trainer = tiny_trainer(tmp_path, "dni", ["dni.head_hidden_size=16", "dni.scale=0.5", "dni.lr=0.01",
                                              "dni.fused=auto"], periodic=True)
     head = trainer.model.synthetic_gradient
-    assert not head.is_linear and len(head.hidden) == 2 and not trainer.fused
+    assert not head.is_linear and len(head.hidden) == 2 and not trainer.window.boundary.fused
     assert torch.count_nonzero(head(torch.randn(5, trainer.model.state_size))) == 0
     cosines = []
     for _ in range(300):
-        before = float(trainer._sg_cos)
+        before = float(trainer.interval.sg_cosine)
         trainer.train_window()
         if trainer.step % 10 == 1:  # the cosine to its target is sampled every 10th window
-            cosines.append(float(trainer._sg_cos) - before)
+            cosines.append(float(trainer.interval.sg_cosine) - before)
     assert torch.count_nonzero(head(torch.randn(5, trainer.model.state_size))) > 0
     assert cosines[0] == 0.0 and sum(cosines[-5:]) / 5 > 0.3  # it learns to point where its target points
 
@@ -197,7 +197,7 @@ def test_the_task_decides_what_is_evaluated_what_is_better_and_what_is_reported(
             return {"best_score": best}, f"best score {best}"
 
     base = tiny_trainer(tmp_path, "dni", ["trainer.eval_every=24", "trainer.max_chars=120", "trainer.patience=10"])
-    trainer = Trainer(base.cfg, base.model, Scripted(base.task.corpus, base.stream), tmp_path, base.device)
+    trainer = Trainer(base.cfg, base.model, Scripted(base.task.corpus, base.stream), tmp_path, base.device, base.window)
     result = trainer.train(MetricsLog(tmp_path / "metrics.jsonl"))
     records = read_metrics(tmp_path / "metrics.jsonl")
     assert [r["score"] for r in records] == [3.0, 1.0, 7.0, 2.0, 5.0]
