@@ -74,8 +74,10 @@ def arms(runs: list[dict]) -> list[dict]:
     for run in runs:
         groups.setdefault((run["system"], str(run["unroll"]), setting(run)), []).append(run)
     keys = {k for *_, items in groups for k, _ in items}
+    absent = object()  # a key one arm's config has and another's lacks sets them apart too (BPTT's dni.*: never)
     varying = sorted(k for k in keys if k not in SHOWN_ALREADY and
-                     len({dict(items)[k] for *_, items in groups if k in dict(items)}) > 1)
+                     len({dict(items).get(k, absent) for system, _, items in groups
+                          if not (system.startswith("bptt") and k.startswith("dni."))}) > 1)
     result = []
     for (system, unroll, items), members in groups.items():
         extra = " ".join(f"{k}={dict(items)[k]}" for k in varying if k in dict(items))

@@ -137,7 +137,7 @@ def two_runs(tmp_path_factory):
 
 
 def test_compare_table_and_plots(two_runs, tmp_path):
-    result = run(["lmdni.compare", str(two_runs), "--target", "100", "--out", str(tmp_path)])
+    result = run(["lmdni.compare", str(two_runs), "--target", "100", "--out", str(tmp_path), "--per-run"])
     assert result.returncode == 0, result.stderr
     rows = [line for line in result.stdout.splitlines() if line.startswith("| bptt") or line.startswith("| dni")]
     assert len(rows) == 2 and "| 4 |" in rows[0]

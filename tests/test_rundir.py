@@ -138,8 +138,8 @@ def test_a_run_killed_with_sigkill_resumes_at_once(tmp_path, base):
     (["+trainer.unrol=4"], "lmdni has no key trainer.unrol (did you mean trainer.unroll?)"),
     (["trainer.unrol=4"], "lmdni has no key trainer.unrol (did you mean trainer.unroll?)"),
     (["+data.pth=x"], "lmdni has no key data.pth (did you mean data.path?)"),
-    (["+experiment=cpu_ptb"], "this preset is a sweep (method over bptt,dni,dni_aux, trainer.unroll over 2,4,8): "
-                              "add -m to run it"),
+    (["+experiment=cpu_ptb"], "this preset is a sweep (method over bptt,dni,dni_aux): add -m to run it, or name "
+                              "method"),  # the command names trainer.unroll already
     (["data.path=/nonexistent/file.txt"], "does not exist"),  # refused after Hydra made the run dir
 ])
 def test_a_refused_command_leaves_no_folder(tmp_path, text_file, overrides, message):

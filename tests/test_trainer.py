@@ -244,8 +244,10 @@ def test_a_checkpoint_with_the_heads_adam_apart_resumes_exactly(tmp_path, tiny_t
 ])
 def test_weight_decay_default_is_the_methods_own(tmp_path, tiny_trainer, method, overrides, decay):
     """`trainer.weight_decay: null` gives DNI+Aux 0.01 (its aux loss grows the core's weights) and BPTT and plain DNI
-    plain Adam; a number applies to every method. A config saved before the key existed means plain Adam."""
-    from lmdni.config import weight_decay
+    plain Adam; a number applies to every method. A config saved without the key is read as plain Adam."""
+    from omegaconf import OmegaConf
+
+    from lmdni.config import upgrade, weight_decay
 
     trainer = tiny_trainer(tmp_path, method, overrides)
     assert trainer.optimizer.param_groups[0]["weight_decay"] == decay
@@ -253,7 +255,7 @@ def test_weight_decay_default_is_the_methods_own(tmp_path, tiny_trainer, method,
     old = trainer.cfg.copy()
     with open_dict(old.trainer):
         del old.trainer["weight_decay"]
-    assert weight_decay(old) == 0.0
+    assert weight_decay(OmegaConf.create(upgrade(OmegaConf.to_container(old)))) == 0.0
 
 
 def test_weight_decay_shrinks_the_core_and_leaves_the_sg_head(tmp_path, tiny_trainer):
