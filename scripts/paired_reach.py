@@ -29,7 +29,7 @@ def main(argv=None) -> None:
     print(f"| seed | {args.baseline} best valid | at characters | {args.method} best valid | "
           f"{args.method} reaches it at | fraction |")
     print("|---:|---:|---:|---:|---:|---:|")
-    fractions, pairs = [], 0
+    fractions, gains, pairs = [], [], 0
     for seed in sorted(s for s in by_seed if s is not None):
         pair = by_seed[seed]
         if args.baseline not in pair or args.method not in pair:
@@ -40,6 +40,7 @@ def main(argv=None) -> None:
         base_chars = reaching(base["records"], target, "chars")
         chars = reaching(other["records"], target, "chars")
         fraction = chars / base_chars if chars is not None else None
+        gains.append(target - best_valid(other))
         if fraction is not None:
             fractions.append(fraction)
         print(f"| {seed} | {target:.4f} | {base_chars:,} | {best_valid(other):.4f} | "
@@ -50,7 +51,8 @@ def main(argv=None) -> None:
     summary = (f"median {statistics.median(fractions):.2f}, range {min(fractions):.2f}-{max(fractions):.2f}"
                if fractions else "no seed")
     print(f"\n{args.method} reaches {args.baseline}'s best in {summary} of its characters, in {len(fractions)} "
-          f"of {pairs} seeds")
+          f"of {pairs} seeds; best valid BPC {args.baseline} minus {args.method}: median "
+          f"{statistics.median(gains):+.4f}, range {min(gains):+.4f} to {max(gains):+.4f}")
 
 
 if __name__ == "__main__":
