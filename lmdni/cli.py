@@ -35,8 +35,7 @@ def train_task(cfg, prepared=None) -> dict:
 
     if prepared is None:
         hydra_cfg = HydraConfig.get()
-        prepared = claim_run(cfg, list(hydra_cfg.overrides.task), Path(hydra_cfg.runtime.output_dir),
-                             int(__import__("os").environ.get("RANK", "0")))
+        prepared = claim_run(cfg, list(hydra_cfg.overrides.task), Path(hydra_cfg.runtime.output_dir))
         _CLAIMED.append(prepared)
     cfg = prepared.cfg
     if prepared.payload is not None:

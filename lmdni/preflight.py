@@ -64,9 +64,9 @@ def check_overrides(overrides) -> None:
             raise ConfigError(f"{override.input_line}: lmdni has no key {name}{nearest_key(name, known)}")
 
 
-def claim_run(cfg, overrides, run_dir: Path, rank: int = 0) -> Prepared:
+def claim_run(cfg, overrides, run_dir: Path) -> Prepared:
     """The run `cfg` (composed from `overrides`) makes in `run_dir`: a new run, or the resume of the run there. Rank
-    0 takes the run dir's lock; every rank reads the same saved config."""
+    0 (torchrun's RANK) takes the run dir's lock; every rank reads the same saved config."""
     from .run import compose_config, resolve_device
 
     run_dir = Path(run_dir)
@@ -80,7 +80,7 @@ def claim_run(cfg, overrides, run_dir: Path, rank: int = 0) -> Prepared:
         device_cfg = cfg.device if "device" in keys else saved_device
         cfg = settle(cfg, keys, payload, run_dir, resolve_device(str(device_cfg)).type)
     validate(cfg)
-    claimed = RunDir.claim(run_dir) if rank == 0 else None
+    claimed = RunDir.claim(run_dir) if int(os.environ.get("RANK", "0")) == 0 else None
     return Prepared(run_dir, cfg, payload, claimed)
 
 
@@ -107,4 +107,4 @@ def prepare(argv) -> Prepared:
     run_dir = Path(composed.hydra.run.dir)
     OmegaConf.set_struct(composed, False)
     composed.pop("hydra")
-    return claim_run(composed, task_overrides, run_dir, int(os.environ.get("RANK", "0")))
+    return claim_run(composed, task_overrides, run_dir)

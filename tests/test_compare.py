@@ -85,9 +85,11 @@ def test_seeds_aggregate_into_one_row_and_one_curve(runs, tmp_path):
     cells = [c.strip() for c in row.split("|")[1:-1]]
     assert cells[1] == "2" and cells[2] == "1.5500 (1.4500–1.6500)"  # seeds; best valid: mean (lowest–highest)
     assert cells[8] == "1,500 (1 of 2)"  # only seed 2 reaches 1.6, at 1,500 characters (interpolated)
-    x, mean, low, high = __import__("lmdni.plots", fromlist=["curve"]).curve(bptt8["runs"], "chars")
+    from lmdni.plots import curve, styles
+
+    x, mean, low, high = curve(bptt8["runs"], "chars")
     assert x == [1000, 2000, 3000] and mean == pytest.approx([1.8, 1.6, 1.55]) and low == [1.7, 1.5, 1.45]
-    pairs = __import__("lmdni.plots", fromlist=["styles"]).styles(groups)
+    pairs = styles(groups)
     assert len(set(map(str, pairs))) == len(groups)  # every arm told apart
     colours = {a["label"]: c for a, (c, _) in zip(groups, pairs)}
     assert colours["bptt T=8"] == colours["bptt T=40"]  # colour: the method
