@@ -199,28 +199,9 @@ def eval_main(argv=None) -> None:
     if args.columns < 1:
         _fail("lmdni-eval", f"--columns must be >= 1, got {args.columns}")
     try:
+        from .run import evaluate_run
+
         print(json.dumps(evaluate_run(args.run_dir, args.split, args.checkpoint, args.data_root, args.device,
                                       args.columns)))
     except LmdniError as exc:  # the data's folder is this command's --data-root
         _fail("lmdni-eval", str(exc).replace("data.root", "--data-root"))
-
-
-def evaluate_run(run_dir: Path, split="test", which="best", data_root=None, device="auto", columns=1) -> dict:
-    from .data import load_corpus
-    from .errors import CheckpointError
-    from .evaluate import bits_per_character, split_nats
-    from .run import load_run
-
-    cfg, model, payload = load_run(run_dir, which, device)
-    if not payload.get("vocab"):
-        raise CheckpointError(f"{run_dir} was trained on a generated task ({cfg.data.name}), not text: "
-                              f"its results are in results.json")
-    if data_root is not None:
-        cfg.data.root = data_root
-    corpus = load_corpus(cfg.data)
-    if corpus.vocab != payload["vocab"]:
-        raise CheckpointError(f"the data's vocabulary differs from the one {run_dir}/{which}.pt was trained on")
-    device = next(model.parameters()).device
-    nats, count = split_nats(model, getattr(corpus, split), columns, device=device)
-    return {"run_dir": str(run_dir), "checkpoint": which, "split": split, "columns": columns, "chars": count,
-            "bpc": bits_per_character(nats, count), "trained_chars": payload["chars"]}

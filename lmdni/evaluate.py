@@ -60,6 +60,45 @@ def split_nats(model, data: torch.Tensor, columns: int = WHOLE_SPLIT, chunk: int
     return total, count
 
 
+@torch.no_grad()
+def whole_splits_nats(model, splits: list, device="cpu", progress: str | None = None) -> list[tuple[float, int]]:
+    """`split_nats(model, data)` (the whole split, the state carried from one zero state) for several splits at
+    once: each split is a column of one batch, so on hardware where a step at batch 1 costs what it costs at batch
+    2 or 3 (a CPU reading weights per step), the valid and test splits take the time of the longer one. A column
+    leaves the batch when its split ends; every column starts at the same character index, so the two-timescale
+    model's ticks fall alike in all of them. Each split's result is its own `split_nats`, to rounding."""
+    from tqdm.auto import tqdm
+
+    was_training = model.training
+    model.eval()
+    order = sorted(range(len(splits)), key=lambda i: -len(splits[i]))  # the active columns: always a prefix
+    ends = [len(splits[i]) - 1 for i in order]  # predictions in each column
+    totals = [0.0] * len(splits)
+    state = model.initial_state(len(splits), device)
+    bar = tqdm(total=sum(ends), unit="char", unit_scale=True, desc=progress, disable=None if progress else True,
+               leave=False, dynamic_ncols=True)
+    position, active = 0, len(order)
+    while active:
+        chunk = max(256, 65536 // active)
+        stop = min(position + chunk, ends[active - 1])  # never past the shortest active column's end
+        columns = [splits[i] for i in order[:active]]
+        x = torch.stack([data[position:stop] for data in columns], 1).to(device).long()
+        y = torch.stack([data[position + 1:stop + 1] for data in columns], 1).to(device).long()
+        out = model(x, state, with_synthetic_gradient=False)
+        losses = F.cross_entropy(out.logits.reshape(-1, out.logits.shape[-1]).float(), y.reshape(-1),
+                                 reduction="none").double().view(y.shape).sum(0)
+        for column, nats in zip(order[:active], losses.tolist()):
+            totals[column] += nats
+        bar.update((stop - position) * active)
+        position, state = stop, out.state
+        while active and ends[active - 1] == position:
+            active -= 1
+        state = state[:active]
+    bar.close()
+    model.train(was_training)
+    return [(totals[i], len(splits[i]) - 1) for i in range(len(splits))]
+
+
 def bits_per_character(nats: float, count: int) -> float:
     return nats / (math.log(2) * count)
 

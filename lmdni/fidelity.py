@@ -27,18 +27,18 @@ from .window import summed_loss
 HORIZONS = (1, 2, 4, 8, 16)
 
 
-def sg_fidelity(model, stream, scale: float, horizons=HORIZONS, boundaries: int = 8, warmup: int = 32,
-                device="cpu") -> list[dict]:
-    """`stream` yields windows as the trainers' streams do (`next_window()`); the model's state is carried through
-    `warmup` windows, then probed at `boundaries` boundaries spaced max(horizons) windows apart."""
-    if model.synthetic_gradient is None:
-        raise ValueError("the model has no synthetic-gradient head (method=bptt)")
+def future_gradients(model, stream, scale: float, horizons=HORIZONS, boundaries: int = 8, warmup: int = 32,
+                     spacing: int | None = None, device="cpu"):
+    """Yields, at each of `boundaries` boundary states s, (s detached, {K: G_K(s)}). `stream` yields windows as the
+    trainers' streams do (`next_window()`); the model's state is carried through `warmup` windows, then probed at
+    boundaries `spacing` windows apart (default max(horizons): the futures do not overlap). A future that a pass's
+    restart would cut is skipped. Memory holds one boundary's graph at a time."""
+    horizon = max(horizons)
+    spacing = spacing or horizon
+    if not 1 <= spacing <= horizon:
+        raise ValueError(f"spacing must be between 1 and the longest horizon ({horizon}), got {spacing}")
     was_training = model.training
     model.eval()
-    horizon = max(horizons)
-    state = None
-    sums = {k: {"cosine": 0.0, "sg_sq": 0.0, "true_sq": 0.0, "error_sq": 0.0, "dot": 0.0, "rows": 0}
-            for k in horizons}
 
     def window():
         x, y, starts, ends, mask = stream.next_window()
@@ -53,27 +53,42 @@ def sg_fidelity(model, stream, scale: float, horizons=HORIZONS, boundaries: int 
         return state
 
     state = carry([window() for _ in range(warmup)], None)
+    upcoming: list = []  # the windows after the current boundary, as far as the longest horizon
     probed, tries = 0, 0
     while probed < boundaries:
         tries += 1
-        if tries > 10 * boundaries:
+        if tries > 10 * boundaries * horizon // spacing:
             raise ValueError(f"the data is too short to probe {boundaries} boundaries {horizon} windows ahead")
-        windows = [window() for _ in range(horizon)]
-        if any(w[3] for w in windows) or any(w[4] for w in windows[:-1]):  # a pass restarts: no future to probe
-            state = carry(windows, state)
+        upcoming += [window() for _ in range(horizon - len(upcoming))]
+        if any(w[3] for w in upcoming) or any(w[4] for w in upcoming[:-1]):  # a pass restarts: no future to probe
+            state, upcoming = carry(upcoming, state), []
             continue
         start = state.detach().requires_grad_(True)
-        with torch.no_grad():
-            predicted = model.synthetic_gradient(model.head_input(start.detach()))
-        objective, current = 0.0, start
-        true_gradients = {}
-        for k, (x, y, mask, _, _) in enumerate(windows, 1):
+        objective, current, states, true_gradients = 0.0, start, [], {}
+        for k, (x, y, mask, _, _) in enumerate(upcoming, 1):
             out = model(x, current, with_synthetic_gradient=False)
             objective = objective + scale ** (k - 1) * summed_loss(out.logits, y, mask)
             current = out.state
+            states.append(current.detach())
             if k in horizons:
                 true_gradients[k] = torch.autograd.grad(objective, start, retain_graph=k < horizon)[0]
-        state = current.detach()
+        yield start.detach(), true_gradients
+        state, upcoming = states[spacing - 1], upcoming[spacing:]
+        probed += 1
+    model.train(was_training)
+
+
+def sg_fidelity(model, stream, scale: float, horizons=HORIZONS, boundaries: int = 8, warmup: int = 32,
+                device="cpu") -> list[dict]:
+    """The head's SG against G_K at `boundaries` boundaries (`future_gradients`), summed into the statistics above."""
+    if model.synthetic_gradient is None:
+        raise ValueError("the model has no synthetic-gradient head (method=bptt)")
+    sums = {k: {"cosine": 0.0, "sg_sq": 0.0, "true_sq": 0.0, "error_sq": 0.0, "dot": 0.0, "rows": 0}
+            for k in horizons}
+    probed = 0
+    for start, true_gradients in future_gradients(model, stream, scale, horizons, boundaries, warmup, device=device):
+        with torch.no_grad():
+            predicted = model.synthetic_gradient(model.head_input(start))
         for k, true in true_gradients.items():
             s = sums[k]
             s["cosine"] += F.cosine_similarity(predicted, true, dim=1, eps=1e-12).sum().item()
@@ -83,7 +98,6 @@ def sg_fidelity(model, stream, scale: float, horizons=HORIZONS, boundaries: int 
             s["dot"] += (predicted * true).sum().item()
             s["rows"] += true.shape[0]
         probed += 1
-    model.train(was_training)
     return [{"horizon": k, "cosine": s["cosine"] / s["rows"],
              "norm_ratio": (s["sg_sq"] / max(s["true_sq"], 1e-30)) ** 0.5,
              "explained": 1 - s["error_sq"] / max(s["true_sq"], 1e-30),

@@ -22,9 +22,13 @@ from __future__ import annotations
 from typing import NamedTuple
 
 import torch
+import torch.nn.functional as F
 from torch import nn
 
 from .model import CoreOutput, SyntheticGradientHead, zero_linear
+
+
+STEPWISE_BATCH = 4  # up to this many columns, evaluation steps the fast core itself (`HierarchicalCore.forward`)
 
 
 class Interface(NamedTuple):
@@ -34,8 +38,14 @@ class Interface(NamedTuple):
     contexts: list  # (B, slow) the context read by each segment, in the graph (`.grad` kept after backward)
 
 
+class TwoTimescaleUnrolled(NamedTuple):
+    """A window unrolled for training (`HierarchicalCore.unroll`); the LSTM core's counterpart is `model.Unrolled`."""
+    logits: torch.Tensor  # (T, B, vocab)
+    state: torch.Tensor  # (B, state_size): the state after the window's last step
+    interface: Interface | None  # what crossed between the cores (record=True), else None
+
+
 class HierarchicalCore(nn.Module):
-    two_timescale = True  # the trainer hands its windows to lmdni.hierarchical_training
 
     def __init__(self, vocab_size: int, hidden_size: int, slow_hidden_size: int, slow_every: int,
                  message_size: int, embedding_size: int = 128, heads: bool = False, aux: bool = False,
@@ -97,12 +107,43 @@ class HierarchicalCore(nn.Module):
 
     # ------------------------------------------------------------------------------------------------ the model
     def forward(self, inputs: torch.Tensor, state: torch.Tensor, with_synthetic_gradient: bool = False) -> CoreOutput:
-        """Evaluation and sampling: logits and the next state (the heads are the training procedure's)."""
-        logits, final, _ = self.unroll(inputs, state)
-        return CoreOutput(logits, final, None, None)
+        """Evaluation and sampling: logits and the next state (the heads are the training procedure's).
 
-    def unroll(self, inputs: torch.Tensor, state: torch.Tensor, record: bool = False):
-        """inputs (T, B). Returns (logits (T, B, V), final state, Interface or None).
+        The arithmetic of `unroll`, laid out for reading a split one column at a time: there a tick's segment is a
+        4-step nn.LSTM call at batch 1, whose fixed cost is most of the time. Here the embedding's share of the
+        fast core's gates is one matmul for the whole chunk, the context's one per tick, and a step is a handful of
+        small operators (the same values to rounding: tests/test_hierarchical.py). Wider batches (validation's
+        columns) amortise that cost and go through `unroll`."""
+        if inputs.shape[1] > STEPWISE_BATCH:
+            logits, final, _ = self.unroll(inputs, state)
+            return CoreOutput(logits, final, None, None)
+        fast, slow, phase = self.split(state)
+        ticks_done = int(phase[0].item()) if phase.numel() else 0
+        h, c = fast.chunk(2, 1)
+        slow_h, slow_c = slow.chunk(2, 1)
+        lstm, size = self.fast, self.hidden_size
+        from_embedding, from_context = lstm.weight_ih_l0.split([self.embedding.embedding_dim, self.slow_hidden_size], 1)
+        gates_in = F.linear(self.embedding(inputs), from_embedding, lstm.bias_ih_l0 + lstm.bias_hh_l0)
+        recurrent = lstm.weight_hh_l0.t().contiguous()  # (H, 4H): h @ it is a fast matrix-vector product at batch 1
+        outputs, t, steps = [], 0, inputs.shape[0]
+        while t < steps:
+            n = min(self.slow_every - ticks_done, steps - t)
+            segment = gates_in[t:t + n] + F.linear(slow_h, from_context)
+            for step in range(n):
+                gates = segment[step] + h @ recurrent
+                squashed = torch.sigmoid(gates)  # input, forget, -, output gates (nn.LSTM's order: i, f, g, o)
+                c = torch.addcmul(squashed[:, size:2 * size] * c, squashed[:, :size], torch.tanh(gates[:, 2 * size:3 * size]))
+                h = squashed[:, 3 * size:] * torch.tanh(c)
+                outputs.append(h)
+            t, ticks_done = t + n, ticks_done + n
+            if ticks_done == self.slow_every:
+                slow_h, slow_c = self.slow(self.message(h), (slow_h, slow_c))
+                ticks_done = 0
+        final = torch.cat([h, c, slow_h, slow_c, torch.full_like(phase, ticks_done)], 1)
+        return CoreOutput(self.decoder(torch.stack(outputs)), final, None, None)
+
+    def unroll(self, inputs: torch.Tensor, state: torch.Tensor, record: bool = False) -> TwoTimescaleUnrolled:
+        """inputs (T, B). Returns the logits, the final state and (`record`) what crossed the interface.
 
         `record` (training): the messages and the contexts the fast core reads are returned, in the graph, each
         context keeping its gradient (pass a `state` that requires grad), so that one backward gives the fast core
@@ -137,7 +178,7 @@ class HierarchicalCore(nn.Module):
         output = torch.cat(outputs)
         phase = torch.full_like(phase, ticks_done)
         final = torch.cat([h[0], c[0], slow_h, slow_c, phase], 1)
-        return self.decoder(output), final, interface if record else None
+        return TwoTimescaleUnrolled(self.decoder(output), final, interface if record else None)
 
     def first_fast_output(self, first_input: torch.Tensor, state: torch.Tensor) -> torch.Tensor:
         """What DNI+Aux's fast head reads: the fast core's output at a window's first character, recomputed (one

@@ -57,6 +57,11 @@ class TwoTimescaleWindow:
         self.aux = getattr(model, "aux_synthetic_gradient", None) if self.heads is not None else None
         self.aux_weight = boundary.aux_weight if boundary is not None else 0.0
         self.slow_params = list(model.slow.parameters())
+        # what a fast window's backward fills: the parameters its loss reaches but the slow core's (whose gradient is
+        # its own backward's, at its window's end) and the heads' (regressed apart); the gradient on the start state
+        # and on each context read is the slow core's and the fast head's signal
+        skip = ("slow.", "synthetic_gradient.", "aux_synthetic_gradient.slow.")
+        self.fast_params = [p for name, p in model.named_parameters() if not name.startswith(skip)]
         self.observe = None  # a probe's view of the heads' (prediction, target) pairs (`_regress`)
         self.learn_heads = True  # False: the targets are formed (and observed), the heads never regressed
         self._clear()
@@ -101,9 +106,7 @@ class TwoTimescaleWindow:
                 predicted = heads["interface"](self._interface_input(interface.messages, interface.slow_before))
             roots.extend(interface.messages)
             seeds.extend((predicted * (self.interface_scale / n)).chunk(len(interface.messages)))
-        torch.autograd.backward(roots, seeds)
-        for p in self.slow_params:  # the slow core's gradient comes from its own backward, at its window's end
-            p.grad = None
+        torch.autograd.backward(roots, seeds, inputs=[start, *interface.contexts, *self.fast_params])
         self.messages.append([m.detach() for m in interface.messages])
         self.reads.append([context.grad * n for context in interface.contexts])
         self.tokens += n
@@ -144,11 +147,12 @@ class TwoTimescaleWindow:
         sg_loss = torch.zeros((), device=start.device)
         if heads is not None:
             sg_loss = sg_loss + self._regress("slow", heads["slow"](model.head_input(start.detach())), grads[0])
-            if messages:
+            if messages and (self.interface_scale or self.observe is not None):  # at scale 0 it is unused
                 targets = self._later_gradients(messages, contexts, final, reads, end_sg)
                 before = [start.detach()] + [torch.cat(s, 1).detach() for s in states[:-1]]
                 prediction = heads["interface"](self._interface_input(messages, before))
-                sg_loss = sg_loss + self._regress("interface", prediction, torch.cat(targets))
+                sg_loss = sg_loss + self._regress("interface", prediction, torch.cat(targets),
+                                                  learn=bool(self.interface_scale))
         aux = torch.zeros((), device=start.device)
         if self.aux is not None and messages:  # accumulates onto the slow core's gradient set above
             aux = self.boundary.aux_loss(self.aux["slow"](model.first_slow_output(messages[0], start)), end)
@@ -177,13 +181,14 @@ class TwoTimescaleWindow:
     def _interface_input(self, messages, slow_before) -> torch.Tensor:
         return torch.cat([torch.cat(messages), self.model.head_input(torch.cat(slow_before))], 1).detach()
 
-    def _regress(self, name: str, prediction, target) -> torch.Tensor:
+    def _regress(self, name: str, prediction, target, learn: bool = True) -> torch.Tensor:
         """The autograd regression (`lmdni.boundary`'s reference): the heads' predictions carry their graphs.
         `observe(name, prediction, target)`, when set, sees every pair (scripts/hierarchical_fidelity.py); with
-        `learn_heads` False that is all that happens (a probe, or a test's oracle heads)."""
+        `learn_heads` False (a probe, or a test's oracle heads) or `learn` False (the interface head at
+        `interface_scale` 0, whose pairs are formed for an observer only) that is all that happens."""
         if self.observe is not None:
             self.observe(name, prediction.detach(), target.detach())
-        if not self.learn_heads:
+        if not (self.learn_heads and learn):
             return torch.zeros((), device=prediction.device)
         return self.boundary.regress(None, None, prediction, target)
 

@@ -13,6 +13,8 @@ from pathlib import Path
 
 import torch
 
+from .errors import DivergenceError
+
 
 def process_memory_mb(field: str) -> float | None:
     """A memory field of /proc/self/status (VmRSS: resident now; VmHWM: peak) in MiB; None without /proc."""
@@ -33,6 +35,13 @@ def peak_rss_mb() -> float:
         return peak
     peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss  # KiB on Linux, bytes on macOS
     return peak / 2**20 if sys.platform == "darwin" else peak / 2**10
+
+
+def memory_fields(device: torch.device) -> dict:
+    """The run's peak memory so far: the accelerator's allocations on CUDA, the process's resident set elsewhere."""
+    if device.type == "cuda":
+        return {"peak_memory_mb": torch.cuda.max_memory_allocated(device) / 2**20}
+    return {"peak_rss_mb": peak_rss_mb()}
 
 
 class MetricsLog:
@@ -107,6 +116,20 @@ class Interval:
     def mean(self, name: str) -> float:
         """A total over the windows it was gathered on."""
         return float(getattr(self, name)) / max(self.cosine_samples if name == "sg_cosine" else self.windows, 1)
+
+    def fields(self, synthetic_gradient: bool, cosine: bool, aux: bool) -> dict:
+        """The interval's means for metrics.jsonl: the core's gradient norm before clipping, and where the run has
+        them the heads' regression loss, the start SG's cosine to its target, DNI+Aux's loss."""
+        names = ["grad_norm"] + ["sg_loss"] * synthetic_gradient + ["sg_cosine"] * (synthetic_gradient and cosine)
+        return {name: self.mean(name) for name in names + ["aux_loss"] * aux}
+
+    def check_finite(self, distributed, where: str) -> None:
+        """DivergenceError naming the first non-finite loss (`where`: when, and what to fall back on). Every rank
+        checks the sums over all ranks: they must agree, or they deadlock."""
+        values = distributed.sum(torch.stack([self.nats, self.sg_loss, self.aux_loss]))
+        for name, value in zip(("training loss", "synthetic-gradient loss", "auxiliary loss"), values.tolist()):
+            if not math.isfinite(value):
+                raise DivergenceError(f"non-finite {name} {where}")
 
     def gather(self, distributed) -> None:
         """Sum over ranks (the head's statistics and the gradient norm are then averaged)."""

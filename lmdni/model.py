@@ -26,7 +26,7 @@ class Unrolled(NamedTuple):
 class CoreOutput(NamedTuple):
     logits: torch.Tensor  # (T, B, vocab)
     state: torch.Tensor  # (B, state_size): the state after the window's last step (the next boundary)
-    synthetic_gradient: torch.Tensor | None  # (B, state_size): predicted d(future loss)/d(state)
+    final_synthetic_gradient: torch.Tensor | None  # (B, state_size): predicted d(future loss)/d(final state)
     start_synthetic_gradient: torch.Tensor | None  # (B, state_size): the same prediction for the start state
     aux_prediction: torch.Tensor | None = None  # DNI+Aux: the next boundary's SG, predicted at the window's start
     start_head_input: torch.Tensor | None = None  # linear head: what it read for the start state (its regression)

@@ -88,7 +88,7 @@ def sweep_needs_m(params, overrides) -> None:
     """A preset that is a sweep (`+experiment=cpu_ptb`: method × unroll) runs as one with `-m`; without it, one run
     of it is asked for by naming each swept key, else it is one line (not a quiet single job of its first values)."""
     named = {o.split("=", 1)[0].lstrip("+") for o in overrides}
-    open_keys = [key for key in params if key not in named]
+    open_keys = [key for key in params if key.lstrip("+") not in named]  # "+arm" is swept as "+arm"
     if open_keys:
         swept = ", ".join(f"{key} over {params[key]}" for key in open_keys)
         raise ConfigError(f"this preset is a sweep ({swept}): add -m to run it, or name "

@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import torch
 
-from .checkpoint import first_line, load_model_state, strip_compile_prefix
-from .errors import CheckpointError
+from .checkpoint import first_line, load_model_state, save, strip_compile_prefix
+from .errors import CheckpointError, DivergenceError
 
 
 def _rng_state(device: torch.device) -> dict:
@@ -26,7 +26,7 @@ def snapshot(trainer) -> dict:
         "stream": trainer.stream.state_dict(),
         "state": state.cpu() if state is not None else None,
         "chars": trainer.chars, "step": trainer.step, "train_seconds": trainer.train_seconds,
-        "early_stopping": {"best_valid": trainer.best_score, "bad_evals": trainer.bad_evals, "evals": trainer.evals},
+        "early_stopping": {"best_score": trainer.best_score, "bad_evals": trainer.bad_evals, "evals": trainer.evals},
         "rng": trainer.dist.gather_objects(_rng_state(trainer.device)),  # one per rank
         "interval": trainer.dist.gather_objects(trainer.interval.state_dict()),  # one per rank
         "vocab": trainer.task.vocab,
@@ -34,6 +34,20 @@ def snapshot(trainer) -> dict:
         "procedure": trainer.window.state_dict(),  # what the window procedure keeps across windows
         "config": OmegaConf.to_container(trainer.cfg, resolve=True),
     }
+
+
+def save_checkpoint(trainer, name: str) -> None:
+    """`trainer.out_dir / name`. Collective in data-parallel runs (the carried state is gathered from every rank);
+    rank 0 writes. Non-finite weights or carried state are never written: a checkpoint on disk is always a good one."""
+    tensors = [p.detach() for p in trainer.model.parameters()] + ([trainer.state] if trainer.state is not None else [])
+    finite = torch.stack([torch.isfinite(t).all() for t in tensors]).all()
+    if trainer.dist.any(not bool(finite), trainer.device):
+        raise DivergenceError(f"non-finite weights or state at step {trainer.step} ({trainer.chars:,} characters): "
+                              f"not saved; the last good checkpoint is {trainer.out_dir / name}")
+    payload = trainer.state_dict()
+    if trainer.dist.is_main:
+        save(trainer.out_dir / name, payload)
+    trainer.dist.sum(torch.zeros(1, device=trainer.device))  # nobody reads the file before it is complete
 
 
 def _one_optimizer(payload: dict) -> dict:
@@ -64,7 +78,9 @@ def restore(trainer, payload: dict) -> None:
     trainer.chars, trainer.step = payload["chars"], payload["step"]
     trainer.train_seconds = payload["train_seconds"]
     stopping = payload["early_stopping"]
-    trainer.best_score, trainer.bad_evals = stopping["best_valid"], stopping["bad_evals"]
+    # best_score: the task's (valid BPC, or the copy tasks' minus the length solved); "best_valid" before it
+    trainer.best_score = stopping["best_score"] if "best_score" in stopping else stopping["best_valid"]
+    trainer.bad_evals = stopping["bad_evals"]
     trainer.evals = stopping["evals"]
     intervals = payload.get("interval")
     if intervals and len(intervals) == trainer.dist.world:

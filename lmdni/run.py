@@ -2,12 +2,15 @@
 from __future__ import annotations
 
 import random
+from pathlib import Path
 
 import torch
 from omegaconf import OmegaConf
 
 from .config import register_schema, upgrade, validate
-from .errors import ConfigError
+from .data import load_corpus
+from .errors import CheckpointError, ConfigError
+from .evaluate import bits_per_character, split_nats
 from .model import LSTMCore
 from .tasks import build_task, task_class
 
@@ -45,10 +48,7 @@ def build_model(cfg, vocab_size: int):
 
 def load_run(run_dir, which: str = "best", device: str = "auto"):
     """A saved run's (config, model on `device`, checkpoint payload): the one loader for eval and sample."""
-    from pathlib import Path
-
     from . import checkpoint as ckpt
-    from .errors import CheckpointError
 
     path = Path(run_dir) / f"{which}.pt"
     if not path.is_file():
@@ -117,3 +117,20 @@ def compose_config(overrides=(), name: str = "train", with_hydra: bool = False):
         return compose(name, list(overrides), return_hydra_config=with_hydra)
     with initialize_config_dir(version_base="1.3", config_dir=str(config_dir())):
         return compose(name, list(overrides), return_hydra_config=with_hydra)
+
+
+def evaluate_run(run_dir: Path, split="test", which="best", data_root=None, device="auto", columns=1) -> dict:
+    """lmdni-eval: the BPC of a saved run's checkpoint on a split of its corpus (`columns` 1: the whole split)."""
+    cfg, model, payload = load_run(run_dir, which, device)
+    if not payload.get("vocab"):
+        raise CheckpointError(f"{run_dir} was trained on a generated task ({cfg.data.name}), not text: "
+                              f"its results are in results.json")
+    if data_root is not None:
+        cfg.data.root = data_root
+    corpus = load_corpus(cfg.data)
+    if corpus.vocab != payload["vocab"]:
+        raise CheckpointError(f"the data's vocabulary differs from the one {run_dir}/{which}.pt was trained on")
+    device = next(model.parameters()).device
+    nats, count = split_nats(model, getattr(corpus, split), columns, device=device)
+    return {"run_dir": str(run_dir), "checkpoint": which, "split": split, "columns": columns, "chars": count,
+            "bpc": bits_per_character(nats, count), "trained_chars": payload["chars"]}

@@ -21,7 +21,7 @@ import math
 from .data import TrainStream, load_corpus
 from .data.copy import CopyStream, task_vocab_size
 from .errors import ConfigError
-from .evaluate import bits_per_character, split_nats
+from .evaluate import bits_per_character, split_nats, whole_splits_nats
 
 log = logging.getLogger(__name__)
 TASKS: dict[str, type] = {}
@@ -92,17 +92,15 @@ class TextTask:
         return f"train {record['train_bpc']:.4f}  valid {record['valid_bpc']:.4f}"
 
     def results(self, model, best: float, device):
-        def bpc(split, columns=1):
-            data = getattr(self.corpus, split)
-            name = f"{split}, {'whole split' if columns == 1 else f'{columns} columns'}"
-            return bits_per_character(*split_nats(model, data, columns, device=device, progress=name))
-
         log.info("evaluating best.pt on the whole valid and test splits (%s and %s characters)",
                  f"{len(self.corpus.valid):,}", f"{len(self.corpus.test):,}")
-
-        test_bpc = bpc("test")
-        fields = {"best_valid_bpc": best, "valid_bpc": bpc("valid"), "test_bpc": test_bpc,
-                  "test_bpc_columns": bpc("test", self.eval_batch_size)}
+        valid, test = whole_splits_nats(model, [self.corpus.valid, self.corpus.test], device,
+                                        progress="valid and test, whole splits")
+        test_bpc = bits_per_character(*test)
+        columns = split_nats(model, self.corpus.test, self.eval_batch_size, device=device,
+                             progress=f"test, {self.eval_batch_size} columns")
+        fields = {"best_valid_bpc": best, "valid_bpc": bits_per_character(*valid), "test_bpc": test_bpc,
+                  "test_bpc_columns": bits_per_character(*columns)}
         return fields, f"best valid BPC {best:.4f}, test BPC {test_bpc:.4f} (best checkpoint)"
 
 

@@ -15,9 +15,9 @@ from . import checkpoint as ckpt
 from .config import weight_decay
 from .distributed import Distributed
 from .environment import environment
-from .errors import DivergenceError, LmdniError
-from .metrics import Interval, MetricsLog, peak_rss_mb
-from .resume import restore, snapshot
+from .errors import LmdniError
+from .metrics import Interval, MetricsLog, memory_fields
+from .resume import restore, save_checkpoint, snapshot
 
 log = logging.getLogger(__name__)
 
@@ -35,8 +35,7 @@ class Trainer:
         self.out_dir, self.device = Path(out_dir), device
         if hasattr(self.stream, "to"):
             self.stream.to(device)
-        self.dni = cfg.method in ("dni", "dni_aux")
-        self.aux = cfg.method == "dni_aux"
+        self.dni, self.aux = cfg.method in ("dni", "dni_aux"), cfg.method == "dni_aux"
         tc = cfg.trainer
         # the SG heads have their own learning rate (a second parameter group: after the window's backward they get
         # their gradient from the regression alone); everything else (DNI+Aux's heads included) is the core's, and
@@ -53,8 +52,7 @@ class Trainer:
         self.state = None  # the carried state of this process's columns, made at the first window
         self.chars, self.step, self.train_seconds = 0, 0, 0.0
         self.best_score, self.bad_evals, self.evals = task.best_initial, 0, 0
-        self._stop_requested = self._finishing = False
-        self.skipped = 0
+        self._stop_requested, self._finishing, self.skipped = False, False, 0
         self.clip = float(tc.clip)  # read every window: a plain float (an OmegaConf attribute costs microseconds)
         self.warmup_chars = int(cfg.dni.warmup_chars)
         self.interval = Interval(device)
@@ -145,13 +143,8 @@ class Trainer:
         return self.finish(stop_reason)
 
     def _check_finite(self) -> None:
-        # ranks must agree, or they deadlock
-        interval = self.interval
-        values = self.dist.sum(torch.stack([interval.nats, interval.sg_loss, interval.aux_loss]))
-        for name, value in zip(("training loss", "synthetic-gradient loss", "auxiliary loss"), values.tolist()):
-            if not math.isfinite(value):
-                raise DivergenceError(f"non-finite {name} by step {self.step} ({self.chars:,} characters); "
-                                      f"the last good checkpoint is {self.out_dir / 'last.pt'}")
+        self.interval.check_finite(self.dist, f"by step {self.step} ({self.chars:,} characters); the last good "
+                                              f"checkpoint is {self.out_dir / 'last.pt'}")
 
     def evaluate_and_save(self, metrics: MetricsLog) -> bool:
         self._check_finite()
@@ -162,17 +155,8 @@ class Trainer:
                   "chars_per_sec": self.chars / max(self.train_seconds, 1e-9)}
         fields, score = self.task.evaluate(self.model, self.device)
         record.update(fields)
-        record["grad_norm"] = interval.mean("grad_norm")  # before clipping
-        if self.dni:
-            record["sg_loss"] = interval.mean("sg_loss")
-            if self.window.reports_cosine:  # two timescales: its heads' agreement is scripts/hierarchical_fidelity.py's
-                record["sg_cosine"] = interval.mean("sg_cosine")
-        if self.aux:
-            record["aux_loss"] = interval.mean("aux_loss")
-        if self.device.type == "cuda":
-            record["peak_memory_mb"] = torch.cuda.max_memory_allocated(self.device) / 2**20
-        else:
-            record["peak_rss_mb"] = peak_rss_mb()
+        # two timescales report no cosine: its heads' agreement is scripts/hierarchical_fidelity.py's
+        record.update(interval.fields(self.dni, self.window.reports_cosine, self.aux), **memory_fields(self.device))
         improved = self.task.better(score, self.best_score)
         self.evals += 1
         if improved:
@@ -207,17 +191,11 @@ class Trainer:
 
     # ------------------------------------------------------------------------------------------ checkpointing
     def save(self, name: str) -> None:
-        """Collective in data-parallel runs (the carried state is gathered from every rank); rank 0 writes.
-        Non-finite weights or carried state are never written: a checkpoint on disk is always a good one."""
-        tensors = [p.detach() for p in self.model.parameters()] + ([self.state] if self.state is not None else [])
-        finite = torch.stack([torch.isfinite(t).all() for t in tensors]).all()
-        if self.dist.any(not bool(finite), self.device):
-            raise DivergenceError(f"non-finite weights or state at step {self.step} ({self.chars:,} characters): "
-                                  f"not saved; the last good checkpoint is {self.out_dir / name}")
-        payload = snapshot(self)
-        if self.dist.is_main:
-            ckpt.save(self.out_dir / name, payload)
-        self.dist.sum(torch.zeros(1, device=self.device))  # nobody reads the file before it is complete
+        save_checkpoint(self, name)
+
+    def state_dict(self) -> dict:
+        """Everything an exact resume needs (lmdni.resume); collective in data-parallel runs."""
+        return snapshot(self)
 
     def load_state_dict(self, payload: dict) -> None:
         restore(self, payload)

@@ -100,10 +100,10 @@ class TruncatedWindow:
         boundary, head = self.boundary, self.model.synthetic_gradient
         # warm-up: the head learns its (then purely in-window) target and nothing is injected, so the core trains as
         # TBPTT does (DNI+Aux: plus its aux loss)
-        injected = boundary.inject(out.synthetic_gradient, ends_pass, warm)
+        injected = boundary.inject(out.final_synthetic_gradient, ends_pass, warm)
         aux = extra = None
         if out.aux_prediction is not None:
-            aux = boundary.aux_loss(out.aux_prediction, out.synthetic_gradient)
+            aux = boundary.aux_loss(out.aux_prediction, out.final_synthetic_gradient)
             extra = boundary.aux_weight * aux
         boundary.backward(loss_sum, n_tokens, out.state, injected, extra)
         target = boundary.target(start, n_tokens)

@@ -5,9 +5,9 @@
 Runs the saved model (best.pt) through the training procedure on the validation split, without updating anything,
 and compares each head's prediction with the target the procedure forms for it: the fast head's (gradient reaching
 the fast window's start), the slow head's (reaching the slow window's start) and the interface head's (each
-message's gradient from later windows through the slow core). The interface head learns in every method=dni run,
-`model.interface_scale=0` included (it then injects nothing), so this says whether there is anything for it to
-inject. Per head: mean per-row cosine, RMS norm ratio |prediction| / |target|, explained fraction
+message's gradient from later windows through the slow core). At `model.interface_scale=0` the interface head is
+neither used nor trained (it stays at zero); its targets are still formed here, so the target's size says what
+there would be to inject. Per head: mean per-row cosine, RMS norm ratio |prediction| / |target|, explained fraction
 1 - |prediction - target|² / |target|², and β = <prediction, target> / |prediction|² (lmdni.fidelity's meanings).
 """
 from __future__ import annotations

@@ -51,13 +51,13 @@ def parts(run: str, windows: int, columns: int, level, warmup: int = 32) -> dict
         sums["in_window"] += torch.autograd.grad(loss_sum, start, retain_graph=True)[0].pow(2).mean().item()
         terms = {"grad_loss": loss_sum / n}
         if has_head:
-            future = scale * out.synthetic_gradient.detach()
+            future = scale * out.final_synthetic_gradient.detach()
             pulled = torch.autograd.grad(out.state, start, future, retain_graph=True)[0]
             sums["pulled_back"] += pulled.pow(2).mean().item()
             sums["sg"] += out.start_synthetic_gradient.detach().pow(2).mean().item()
             terms["grad_sg"] = (future * out.state).sum() / n
         if out.aux_prediction is not None:
-            terms["grad_aux"] = aux_weight * aux_loss(out.aux_prediction, out.synthetic_gradient)
+            terms["grad_aux"] = aux_weight * aux_loss(out.aux_prediction, out.final_synthetic_gradient)
         for key, term in terms.items():
             grads = torch.autograd.grad(term, core, retain_graph=True, allow_unused=True)
             sums[key] += sum(g.pow(2).sum() for g in grads if g is not None).item() ** 0.5

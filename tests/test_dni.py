@@ -44,8 +44,8 @@ def test_fresh_head_gives_tbptt_gradients():
     # dni with a fresh (zero-output) head: it predicts exactly zero and injects it
     start = state0.clone().requires_grad_()
     loss_d, out = window_loss(dni_model, x, y, start)
-    assert torch.count_nonzero(out.synthetic_gradient) == 0
-    backward_window(loss_d, y.numel(), out.state, out.synthetic_gradient)
+    assert torch.count_nonzero(out.final_synthetic_gradient) == 0
+    backward_window(loss_d, y.numel(), out.state, out.final_synthetic_gradient)
     g_bptt, g_dni = grads(bptt_model), grads(dni_model)
     assert g_bptt.keys() == g_dni.keys()
     for name in g_bptt:
@@ -107,7 +107,7 @@ def test_bootstrapped_target_is_gradient_of_window_objective(scale):
         model.synthetic_gradient.output.bias.normal_(0, 0.1)
     start = state0.clone().requires_grad_()
     loss, out = window_loss(model, x, y, start)
-    injected = scale * out.synthetic_gradient.detach() if scale else None
+    injected = scale * out.final_synthetic_gradient.detach() if scale else None
     backward_window(loss, y.numel(), out.state, injected)
     target = bootstrapped_target(start, y.numel())
 
@@ -253,8 +253,8 @@ def test_aux_loss_trains_the_core_but_stays_out_of_the_bootstrapped_target():
                 model.aux_in_target = True
                 prediction = model(x, start).aux_prediction
                 model.aux_in_target = False
-            extra = 0.5 * aux_loss(prediction, out.synthetic_gradient)
-        backward_window(loss_sum, B * T, out.state, 0.5 * out.synthetic_gradient, extra)
+            extra = 0.5 * aux_loss(prediction, out.final_synthetic_gradient)
+        backward_window(loss_sum, B * T, out.state, 0.5 * out.final_synthetic_gradient, extra)
         core = {n: p.grad.clone() for n, p in model.named_parameters() if n.startswith("lstm") and p.grad is not None}
         return bootstrapped_target(start, B * T), core
 

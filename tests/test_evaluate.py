@@ -4,7 +4,8 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from lmdni.evaluate import bits_per_character, split_bpc, split_nats
+from lmdni.evaluate import bits_per_character, split_bpc, split_nats, whole_splits_nats
+from lmdni.hierarchical import HierarchicalCore
 from lmdni.model import CoreOutput, LSTMCore
 
 
@@ -71,6 +72,21 @@ def test_columns_each_start_from_zero_and_the_tail_continues_the_last():
     assert count == 104 and nats == pytest.approx(expected, rel=1e-7)  # the evaluation takes logits in float32
     whole, _ = split_nats(model, data, columns=1)
     assert whole != pytest.approx(nats, rel=1e-6)  # the two modes differ: each column's start lacks context
+
+
+@pytest.mark.parametrize("kind", ["lstm", "hierarchical"])
+def test_splits_side_by_side_each_equal_their_whole_split(kind):
+    """Three splits of different lengths as columns of one batch, leaving it as they end, across chunk boundaries:
+    each gets its own whole-split nats (the two-timescale model: its ticks stay on each split's characters)."""
+    torch.manual_seed(0)
+    model = lstm() if kind == "lstm" else HierarchicalCore(9, 8, 6, 3, 4, embedding_size=5).double()
+    splits = [torch.randint(9, (n,), generator=torch.Generator().manual_seed(n)) for n in (40, 300, 7)]
+    together = whole_splits_nats(model, splits)
+    for data, (nats, count) in zip(splits, together):
+        alone = split_nats(model, data, columns=1, chunk=11)
+        assert count == alone[1] == len(data) - 1
+        assert nats == pytest.approx(alone[0], rel=1e-9)
+    assert together[0][0] != pytest.approx(together[1][0], rel=1e-3)  # not one split's number three times
 
 
 def test_bits_per_character_units():

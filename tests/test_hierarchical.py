@@ -11,7 +11,7 @@ from torch import nn
 
 from lmdni import trainer as trainer_module
 from lmdni.errors import ConfigError
-from lmdni.hierarchical import HierarchicalCore
+from lmdni.hierarchical import STEPWISE_BATCH, HierarchicalCore
 from lmdni.boundary import Boundary
 from lmdni.hierarchical_training import TwoTimescaleWindow
 from lmdni.metrics import MetricsLog, read_metrics
@@ -134,9 +134,25 @@ def test_evaluation_in_any_chunking_ticks_at_the_same_characters():
     torch.testing.assert_close(torch.cat(pieces), whole, rtol=1e-12, atol=1e-12)
 
 
+@pytest.mark.parametrize("phase", [0, 1])
+def test_evaluation_reads_as_the_training_unroll(phase):
+    """forward (evaluation and sampling: the fast core step by step) computes what unroll (training: nn.LSTM per
+    segment) does, from a state on or off a tick boundary; checked to fail when the context's share of the gates
+    is left out."""
+    model, (xs, _) = make_model(heads=False), sequence(3 * T + 1)
+    x, state = torch.cat(xs), start_state(model)
+    state[:, -1] = phase
+    assert x.shape[1] <= STEPWISE_BATCH  # the stepwise path
+    logits, final, _ = model.unroll(x, state)
+    out = model(x, state)
+    torch.testing.assert_close(out.logits, logits, rtol=1e-12, atol=1e-12)
+    torch.testing.assert_close(out.state, final, rtol=1e-12, atol=1e-12)
+
+
 def test_zero_scales_train_exactly_as_plain_truncation(tmp_path, tiny_trainer):
-    """method=dni with every SG scaled to 0: the heads learn, nothing is injected, and the cores follow plain
-    truncation (method=bptt) exactly, the slow core on its own schedule in both."""
+    """method=dni with every SG scaled to 0: the time-boundary heads learn, nothing is injected, and the cores follow
+    plain truncation (method=bptt) exactly, the slow core on its own schedule in both. The interface head, unused at
+    interface_scale 0, is not trained at all."""
     runs = {}
     for method, extra in (("bptt", []), ("dni", ["dni.scale=0", "model.interface_scale=0"])):
         trainer = tiny_trainer(tmp_path / method, method, [*HIERARCHICAL, "dni.lr=0.01", *extra])
@@ -147,8 +163,22 @@ def test_zero_scales_train_exactly_as_plain_truncation(tmp_path, tiny_trainer):
     for name, value in bptt.items():
         assert torch.equal(value, dni[name]), name
     heads = runs["dni"].model.synthetic_gradient
-    assert all(torch.count_nonzero(heads[k].weight if k == "interface" else heads[k].output.weight) > 0
-               for k in ("fast", "slow", "interface"))
+    assert all(torch.count_nonzero(heads[k].output.weight) > 0 for k in ("fast", "slow"))
+    assert torch.count_nonzero(heads["interface"].weight) == torch.count_nonzero(heads["interface"].bias) == 0
+
+
+def test_a_fast_window_computes_no_slow_core_gradient(tmp_path, tiny_trainer):
+    """The slow core's gradient is its own backward's, at its window's end: a fast window's backward does not form
+    it (checked to fail when the window's backward fills every parameter)."""
+    trainer = tiny_trainer(tmp_path, "dni", [*HIERARCHICAL, "model.interface_scale=0.5"])
+    formed = []
+    for p in trainer.model.slow.parameters():
+        p.register_hook(lambda grad: formed.append(trainer.window.messages))
+    for _ in range(2):  # model.slow_windows=3: neither window closes the slow window
+        trainer.train_window()
+    assert formed == []
+    trainer.train_window()
+    assert formed  # the slow window's own backward
 
 
 def test_slow_scale_alone_injects_at_the_slow_boundary_only(tmp_path, tiny_trainer):

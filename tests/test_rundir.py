@@ -220,3 +220,14 @@ def test_ctrl_c_during_the_final_evaluation_stops_at_once(tmp_path):
     assert time.time() - began < 3, time.time() - began
     assert proc.returncode != 0 and "interrupted during the final evaluation" in stderr and "Traceback" not in stderr
     assert (out / "best.pt").is_file() and not (out / "results.json").exists()
+
+
+def test_a_preset_swept_over_an_appended_key_is_one_run_once_every_key_is_named():
+    """unroll_ptb sweeps `+arm` (a group appended with +): naming +arm and seed is one run of it."""
+    from lmdni.errors import ConfigError
+    from lmdni.preflight import sweep_needs_m
+
+    params = {"+arm": "bptt_T8,dni_T8", "seed": "1,2"}
+    sweep_needs_m(params, ["+experiment=unroll_ptb", "+arm=dni_T8", "seed=1"])
+    with pytest.raises(ConfigError, match="name seed for one run"):
+        sweep_needs_m(params, ["+experiment=unroll_ptb", "+arm=dni_T8"])
