@@ -89,7 +89,11 @@ def triton_available() -> bool:
     return True
 
 
-def resolve_fused(fused: str, device: torch.device, head) -> bool:
+def resolve_fused(fused: str, device: torch.device, head, precision: str = "fp32") -> bool:
+    """Whether the head's regression runs in the Triton kernel. `auto`: on CUDA with bf16 inputs only
+    (`trainer.precision=bf16`): on an H200 it beat the torch path at 7 of 9 sizes with bf16 inputs (median 1.42x),
+    at 5 of 9 with fp32 (median 1.04x, down to 0.50x at hidden 1024, batch 256; docs/results/h200-grid/
+    bench_boundary.md). Never where Triton is missing."""
     fused = str(fused).lower()
     if fused in ("off", "false"):
         return False
@@ -104,7 +108,7 @@ def resolve_fused(fused: str, device: torch.device, head) -> bool:
                               "Triton's interpreter on CPU, for testing)")
         return True
     if fused == "auto":  # Triton is imported only where it could be used
-        return device.type == "cuda" and head.is_linear and triton_available()
+        return device.type == "cuda" and precision == "bf16" and head.is_linear and triton_available()
     raise ConfigError(f"dni.fused must be auto, on or off, got {fused!r}")
 
 
@@ -160,7 +164,7 @@ class Boundary:
     @classmethod
     def from_config(cls, cfg, device: torch.device, head) -> "Boundary":
         """`head`: the SG head the fused kernel would serve (None: the kernel is never used)."""
-        fused = resolve_fused(cfg.dni.fused, device, head) if head is not None else False
+        fused = resolve_fused(cfg.dni.fused, device, head, cfg.trainer.precision) if head is not None else False
         return cls(cfg.dni.scale, cfg.dni.ablation, cfg.dni.aux_weight, fused)
 
     def inject(self, synthetic_gradient, ends_pass: bool, warm: bool = True, scale: float | None = None):

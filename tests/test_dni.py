@@ -369,6 +369,9 @@ def test_low_rank_and_mlp_heads_exclude_each_other_and_the_kernel():
     with pytest.raises(ConfigError, match="full-rank linear SG head only"):
         resolve_fused("on", torch.device("cuda"), SyntheticGradientHead(8, rank=2))
     assert resolve_fused("auto", torch.device("cuda"), SyntheticGradientHead(8, rank=2)) is False
+    # auto: the kernel only where it was measured faster, bf16 inputs on CUDA (fp32 inputs: 0.5x the torch path)
+    assert resolve_fused("auto", torch.device("cuda"), SyntheticGradientHead(8), "fp32") is False
+    assert resolve_fused("auto", torch.device("cpu"), SyntheticGradientHead(8), "bf16") is False
 
 
 def test_warmup_injects_nothing_while_the_head_learns_then_injects(tmp_path, tiny_trainer):

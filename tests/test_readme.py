@@ -6,7 +6,7 @@ from .test_cli import TINY, run
 
 README = Path(__file__).resolve().parents[1] / "README.md"
 PROGRAMS = {"lmdni-train": "lmdni", "lmdni-compare": "lmdni.compare", "lmdni-eval": "lmdni.cli_eval",
-            "lmdni-sample": "lmdni.sample"}
+            "lmdni-sample": "lmdni.sample", "lmdni-probe": "lmdni.probe"}
 
 
 def usage_commands() -> list[str]:
@@ -34,6 +34,8 @@ def test_the_readme_usage_commands_run(tmp_path):
             args = [*args, *small, where]
         if program == "lmdni-compare":
             args = [*args, "--out", str(tmp_path / "plots")]
+        if program == "lmdni-probe":  # the tiny run's valid split holds too few boundaries
+            args = [*args, "--split", "train", "--boundaries", "4", "--horizons", "1", "2"]
         result = run([PROGRAMS[program], *args], cwd=tmp_path)
         assert result.returncode == 0, f"{command}\n{result.stderr[-1500:]}"
         if program == "lmdni-sample":
