@@ -33,6 +33,8 @@ def split_nats(model, data: torch.Tensor, columns: int = WHOLE_SPLIT, chunk: int
     state carried down each (see `eval_columns`). `chunk`: steps per forward call; by default about 64k
     predictions per call, so a single column is not read in thousands of tiny calls. `progress`: a bar with this
     name (on a terminal)."""
+    if columns == WHOLE_SPLIT:
+        return whole_splits_nats(model, [data], device, progress, chunk)[0]
     from tqdm.auto import tqdm
 
     was_training = model.training
@@ -61,12 +63,14 @@ def split_nats(model, data: torch.Tensor, columns: int = WHOLE_SPLIT, chunk: int
 
 
 @torch.no_grad()
-def whole_splits_nats(model, splits: list, device="cpu", progress: str | None = None) -> list[tuple[float, int]]:
+def whole_splits_nats(model, splits: list, device="cpu", progress: str | None = None,
+                      chunk: int | None = None) -> list[tuple[float, int]]:
     """`split_nats(model, data)` (the whole split, the state carried from one zero state) for several splits at
     once: each split is a column of one batch, so on hardware where a step at batch 1 costs what it costs at batch
     2 or 3 (a CPU reading weights per step), the valid and test splits take the time of the longer one. A column
     leaves the batch when its split ends; every column starts at the same character index, so the two-timescale
-    model's ticks fall alike in all of them. Each split's result is its own `split_nats`, to rounding."""
+    model's ticks fall alike in all of them. Each split's result is what it gets read alone, to rounding. `chunk`,
+    `progress`: as `split_nats`'s."""
     from tqdm.auto import tqdm
 
     was_training = model.training
@@ -78,9 +82,11 @@ def whole_splits_nats(model, splits: list, device="cpu", progress: str | None = 
     bar = tqdm(total=sum(ends), unit="char", unit_scale=True, desc=progress, disable=None if progress else True,
                leave=False, dynamic_ncols=True)
     position, active = 0, len(order)
+    while active and ends[active - 1] == 0:  # a split of one character predicts nothing
+        active -= 1
+    state = state[:active]
     while active:
-        chunk = max(256, 65536 // active)
-        stop = min(position + chunk, ends[active - 1])  # never past the shortest active column's end
+        stop = min(position + (chunk or max(256, 65536 // active)), ends[active - 1])  # never past a column's end
         columns = [splits[i] for i in order[:active]]
         x = torch.stack([data[position:stop] for data in columns], 1).to(device).long()
         y = torch.stack([data[position + 1:stop + 1] for data in columns], 1).to(device).long()
