@@ -19,6 +19,7 @@ from .errors import ConfigError
 
 METHODS = ("bptt", "dni", "dni_aux")
 HEAD_INPUTS = ("squashed", "raw")
+LSTM_KERNELS = ("auto", "torch", "stepwise")  # lmdni.lstm
 
 CHOICES = {
     "method": METHODS,
@@ -52,7 +53,7 @@ def _schema(class_name: str, **types) -> type:
 
 # each model config (conf/model/*.yaml) names its schema first in its defaults list
 ModelSchema = _schema("ModelSchema", name=str, hidden_size=int, num_layers=int, embedding_size=int, dropout=float,
-                      symbols=str)
+                      symbols=str, lstm_kernel=str)
 HierarchicalSchema = _schema("HierarchicalSchema", name=str, hidden_size=int, embedding_size=int,
                              slow_hidden_size=int, slow_every=int, message_size=int, slow_windows=int,
                              interface_scale=float, slow_scale=Optional[float])
@@ -73,11 +74,12 @@ REMOVED = {"dni.loss_weight": "had no effect: the SG head has its own Adam, whic
                               "(it only rescaled the logged sg_loss)",
            "dni.target_windows": "was rejected by the suite (docs/results/suite)"}
 # what a config saved by older code lacks, as that code ran it (the upgrade step of every saved config)
-ABSENT_MEANT = {"model.name": "lstm", "model.symbols": "embedding", "dni.head_input": "squashed",
+ABSENT_MEANT = {"model.name": "lstm", "model.symbols": "embedding", "model.lstm_kernel": "torch", "dni.head_input": "squashed",
                 "dni.aux_in_target": False, "dni.head_rank": 0, "dni.warmup_chars": 0, "dni.ablation": "none",
                 "dni.fused": "auto", "trainer.weight_decay": 0.0, "trainer.precision": "fp32",
                 "trainer.compile": False, "trainer.tf32": False, "trainer.on_nonfinite": "stop", "threads": None,
                 "logger": None}
+LSTM_ONLY = ("model.symbols", "model.lstm_kernel")
 
 
 def upgrade(config: dict) -> dict:
@@ -90,7 +92,7 @@ def upgrade(config: dict) -> dict:
         if node is not None and leaf in node:
             node.pop(leaf)
     for key, value in ABSENT_MEANT.items():
-        if key == "model.symbols" and cfg.model.get("name", "lstm") != "lstm":
+        if key in LSTM_ONLY and cfg.model.get("name", "lstm") != "lstm":
             continue
         if OmegaConf.select(cfg, key, default="<absent>") == "<absent>":
             OmegaConf.update(cfg, key, value, force_add=True)
@@ -153,6 +155,9 @@ def validate(cfg) -> None:
             raise ConfigError(f"{key} must be true or false, got {OmegaConf.select(cfg, key)!r}")
     if model == "lstm" and cfg.model.symbols not in ("embedding", "binary"):
         raise ConfigError(f"model.symbols must be embedding or binary, got {cfg.model.symbols!r}")
+    if model == "lstm" and cfg.model.lstm_kernel not in LSTM_KERNELS:
+        kernels = ", ".join(LSTM_KERNELS)
+        raise ConfigError(f"model.lstm_kernel must be one of {kernels}, got {cfg.model.lstm_kernel!r}")
     if model == "hierarchical":
         validate_hierarchical(cfg)
     if cfg.dni.head_num_layers != 1 and cfg.dni.head_hidden_size == 0:

@@ -14,6 +14,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from .config import HEAD_INPUTS
+from .lstm import KERNELS, run_lstm
 
 
 class Unrolled(NamedTuple):
@@ -111,7 +112,7 @@ class LSTMCore(nn.Module):
     def __init__(self, vocab_size: int, hidden_size: int, num_layers: int = 1, embedding_size: int = 128,
                  dropout: float = 0.0, sg_hidden_size: int | None = None, sg_num_layers: int = 1,
                  aux_head: bool = False, sg_input: str = "squashed", symbols: str = "embedding",
-                 aux_in_target: bool = False, sg_rank: int = 0):
+                 aux_in_target: bool = False, sg_rank: int = 0, lstm_kernel: str = "auto"):
         """`sg_hidden_size=None`: no synthetic-gradient head (plain TBPTT); 0: linear head; >0: MLP head.
         `sg_rank`: > 0 makes the head low-rank (state -> sg_rank -> state).
         `aux_head`: DNI+Aux, a second head predicting the next boundary's synthetic gradient from the start state.
@@ -119,12 +120,17 @@ class LSTMCore(nn.Module):
         reproducing runs made so, docs/results).
         `sg_input`: what the SG head reads — "squashed" (h, tanh c) or "raw" (h, c): the cell state is unbounded,
         and a linear head on a growing c predicts a growing SG (see `head_input`).
-        `symbols`: "embedding" (a learned row per symbol in, a softmax out) or "binary" (`BinaryCode`)."""
+        `symbols`: "embedding" (a learned row per symbol in, a softmax out) or "binary" (`BinaryCode`).
+        `lstm_kernel`: which recurrence runs the LSTM's weights, "torch" (nn.LSTM), "stepwise" or "auto" (see
+        `lmdni.lstm`)."""
         super().__init__()
         if sg_input not in HEAD_INPUTS:
             raise ValueError(f"sg_input must be raw or squashed, got {sg_input!r}")
         if symbols not in ("embedding", "binary"):
             raise ValueError(f"symbols must be embedding or binary, got {symbols!r}")
+        if lstm_kernel not in KERNELS:
+            raise ValueError(f"lstm_kernel must be one of {', '.join(KERNELS)}, got {lstm_kernel!r}")
+        self.lstm_kernel = lstm_kernel
         self.sg_input, self.aux_in_target = sg_input, aux_in_target
         self.vocab_size, self.hidden_size, self.num_layers = vocab_size, hidden_size, num_layers
         if symbols == "binary":
@@ -178,7 +184,7 @@ class LSTMCore(nn.Module):
         """The language model alone."""
         h, c = self.split_state(state)
         embedded = self.dropout(self.embedding(inputs))
-        output, (h, c) = self.lstm(embedded, (h, c))
+        output, (h, c) = run_lstm(self.lstm, embedded, h, c, self.lstm_kernel)
         return Unrolled(output, self.decoder(self.dropout(output)), self.join_state(h, c), embedded[0])
 
     def aux_input(self, first_input: torch.Tensor, start: torch.Tensor) -> torch.Tensor:
@@ -187,11 +193,11 @@ class LSTMCore(nn.Module):
         then trains the core's weights as if it read the unrolled output, but adds nothing to the gradient that
         reaches the start state, which is the SG's bootstrapped target: otherwise the SG would learn to predict the
         aux loss's gradient, while the aux loss's target is the SG — a loop that ran away on Repeat-Copy
-        (docs/method.md). One exception: with `num_layers > 1` and `dropout > 0`, nn.LSTM draws its between-layer
-        dropout mask afresh for this step, so the recomputed output is an equally distributed sample, not the
-        unrolled one."""
+        (docs/method.md). One exception: with `num_layers > 1` and `dropout > 0`, the between-layer dropout mask is
+        drawn afresh for this step, so the recomputed output is an equally distributed sample, not the unrolled one.
+        One step is where nn.LSTM's fixed cost per call weighs most, so `auto` runs it with the step loop on a CPU."""
         h, c = self.split_state(start.detach())
-        first, _ = self.lstm(first_input.unsqueeze(0), (h, c))
+        first, _ = run_lstm(self.lstm, first_input.unsqueeze(0), h, c, self.lstm_kernel)
         return first[0]
 
     def predict_synthetic_gradients(self, start: torch.Tensor, unrolled: Unrolled) -> CoreOutput:

@@ -1,6 +1,10 @@
 """Training throughput: the lmdni trainer (bptt, dni) against a minimal hand-written nn.LSTM TBPTT loop.
 
     python scripts/bench.py --hidden 256 --batch 64 --unroll 4 --windows 400
+    python scripts/bench.py --batch 16 --unroll 8 --methods bptt dni_aux --variant model.lstm_kernel=torch
+
+`--variant OVERRIDE` (repeatable) times every lmdni method once more with that override, in the same interleaved
+blocks: a before/after in one process, where a noisy machine's drift cancels.
 
 Same model shape, optimizer, clipping and data layout in all; chars/s are medians of --repeats timed blocks, the
 loops timed in turn block by block so that drift of the machine's speed cancels in the ratios.
@@ -47,6 +51,7 @@ def bare_loop(args, data, vocab, device):
 def main():
     parser = shape_arguments(__doc__)
     parser.add_argument("--methods", nargs="+", default=["bptt", "dni"], help="of bptt, dni, dni_aux")
+    parser.add_argument("--variant", action="append", default=[], help="an override to time every method with too")
     args = parser.parse_args()
     device = torch.device(args.device)
     vocab = 50
@@ -54,9 +59,11 @@ def main():
     corpus = memory_corpus(data, vocab)
     chars = args.batch * args.unroll
     steps = {"bare nn.LSTM loop": bare_loop(args, data, vocab, device)}
-    for method in args.methods:
-        trainer = bench_trainer(method, args.hidden, args.batch, args.unroll, args.device, corpus, args.overrides)
-        steps[f"lmdni {method}"] = trainer.train_window
+    for variant in ["", *args.variant]:
+        for method in args.methods:
+            overrides = [*args.overrides, *([variant] if variant else [])]
+            trainer = bench_trainer(method, args.hidden, args.batch, args.unroll, args.device, corpus, overrides)
+            steps[f"lmdni {method}" + (f" [{variant}]" if variant else "")] = trainer.train_window
     rates = time_interleaved(steps, args.windows, args.repeats, chars, device)  # blocks in turn: drift cancels
     print(f"hidden {args.hidden}, batch {args.batch}, unroll {args.unroll}, device {args.device}, "
           f"threads {torch.get_num_threads()}")
@@ -64,8 +71,10 @@ def main():
     print("|---|---:|---:|")
     base = rates["bare nn.LSTM loop"]
     for name, rate in rates.items():
-        versus_bptt = name.startswith("lmdni dni") and "lmdni bptt" in rates
-        ref, label = (rates["lmdni bptt"], "vs bptt") if versus_bptt else (base, "vs bare")
+        variant = name[name.index(" ["):] if " [" in name else ""
+        bptt = f"lmdni bptt{variant}"
+        versus_bptt = name.startswith("lmdni dni") and bptt in rates
+        ref, label = (rates[bptt], "vs bptt") if versus_bptt else (base, "vs bare")
         print(f"| {name} | {rate:,.0f} | {rate / ref:.2f} {label} |")
 
 
