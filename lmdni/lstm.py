@@ -1,15 +1,16 @@
 """The LSTM's recurrence for short training windows on a CPU: a step loop with a hand-written backward.
 
 Why not nn.LSTM everywhere: on a CPU, nn.LSTM runs oneDNN's RNN primitive, which pays a fixed cost at every call
-(set-up and weight re-layout, about 2 ms for a forward and backward at hidden 256, batch 16, on a 2-core AVX2
-machine) before its first step. A window of 8 steps then spends as much on that as on its arithmetic, and DNI+Aux,
-which recomputes one step for its aux task, pays it twice. `StepwiseLSTM` has no such cost: the input projection for
-every step is one matrix product, each step is one product with the recurrent weights and seven element-wise
-operators, and the backward is the mirror loop, with the weight gradients formed once, over all steps, at the end
-(one product each, as cuDNN does). Its arithmetic per step is dearer than oneDNN's (plain matrix products where
-oneDNN runs its own GEMM on re-laid-out weights), so past two steps nn.LSTM is as fast or faster on that machine,
-and evaluation, which has no backward, keeps nn.LSTM: `model.lstm_kernel=auto` takes the step loop for training
-windows of at most two steps, above all DNI+Aux's one-step recompute (docs/results/speed has the measurement).
+(set-up and weight re-layout) before its first step: a one-step forward and backward at hidden 256, batch 16 takes
+2.8 ms there and 1.2 ms here, on a 2-core AVX2 machine. For a window of one or two steps, and for DNI+Aux's
+recomputed first step in such a window, that cost is most of the recurrence. `StepwiseLSTM` has none: the input
+projection for every step is one matrix product, each step is one product with the recurrent weights and seven
+element-wise operators, and the backward is the mirror loop, with the weight gradients formed once, over all steps,
+at the end (one product each, as cuDNN does). Its arithmetic is dearer than oneDNN's (plain matrix products where
+oneDNN runs its own GEMM on re-laid-out weights), so from four steps on nn.LSTM trains as fast or faster, and
+evaluation, which has no backward, keeps nn.LSTM. `model.lstm_kernel=auto` takes the step loop for training windows
+of one or two steps only; a run at a longer unroll computes exactly what nn.LSTM computes (docs/results/speed has
+the measurement).
 
 The weights are nn.LSTM's own parameters (gate order i, f, g, o; both biases), so state dicts and checkpoints do not
 depend on which recurrence ran. The two agree to fp32 rounding (tests/test_lstm.py checks outputs and every gradient
@@ -87,20 +88,24 @@ class StepwiseLSTM(torch.autograd.Function):
         return dx, dh if need[1] else None, dc if need[2] else None, dw_ih, dw_hh, db, db
 
 
-def uses_stepwise(kernel: str, x: torch.Tensor) -> bool:
-    """`auto`: the step loop for a short training window on a CPU in full precision; nn.LSTM otherwise (CUDA has
-    cuDNN; evaluation has no backward, where the step loop's gain lies; bf16 autocast has oneDNN's bf16 kernel)."""
+def uses_stepwise(kernel: str, x: torch.Tensor, window: int | None = None) -> bool:
+    """`auto`: the step loop for a training window of at most `STEPWISE_MAX_UNROLL` steps on a CPU in full
+    precision; nn.LSTM otherwise (CUDA has cuDNN; evaluation has no backward, where the step loop's gain lies; bf16
+    autocast has oneDNN's bf16 kernel). `window`: the length of the window this call serves, when it is not `x`'s
+    (DNI+Aux's one-step recompute goes the way its window goes, so a run at a longer unroll is nn.LSTM's alone)."""
     if kernel != "auto":
         return kernel == "stepwise"
-    return (x.device.type == "cpu" and torch.is_grad_enabled() and len(x) <= STEPWISE_MAX_UNROLL
-            and x.dtype in (torch.float32, torch.float64) and not torch.is_autocast_enabled("cpu"))
+    return (len(x) if window is None else window) <= STEPWISE_MAX_UNROLL and x.device.type == "cpu" and (
+        torch.is_grad_enabled() and x.dtype in (torch.float32, torch.float64) and not torch.is_autocast_enabled("cpu"))
 
 
-def run_lstm(lstm: nn.LSTM, x: torch.Tensor, h: torch.Tensor, c: torch.Tensor, kernel: str = "auto"):
-    """nn.LSTM's call, (output, (h, c)) with h and c (L, B, H), by the recurrence `kernel` picks. Between layers
-    the stepwise path applies nn.LSTM's dropout itself (an equally distributed mask, not the same draw)."""
+def run_lstm(lstm: nn.LSTM, x: torch.Tensor, h: torch.Tensor, c: torch.Tensor, kernel: str = "auto",
+             window: int | None = None):
+    """nn.LSTM's call, (output, (h, c)) with h and c (L, B, H), by the recurrence `kernel` picks (`window`: see
+    `uses_stepwise`). Between layers the stepwise path applies nn.LSTM's dropout itself (an equally distributed
+    mask, not the same draw)."""
     plain = lstm.bias and not (lstm.batch_first or lstm.bidirectional or lstm.proj_size)
-    if not (plain and uses_stepwise(kernel, x)):
+    if not (plain and uses_stepwise(kernel, x, window)):
         return lstm(x, (h, c))
     finals_h, finals_c = [], []
     for layer in range(lstm.num_layers):

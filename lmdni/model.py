@@ -187,7 +187,7 @@ class LSTMCore(nn.Module):
         output, (h, c) = run_lstm(self.lstm, embedded, h, c, self.lstm_kernel)
         return Unrolled(output, self.decoder(self.dropout(output)), self.join_state(h, c), embedded[0])
 
-    def aux_input(self, first_input: torch.Tensor, start: torch.Tensor) -> torch.Tensor:
+    def aux_input(self, first_input: torch.Tensor, start: torch.Tensor, window: int | None = None) -> torch.Tensor:
         """What the aux head reads: the top layer's output at the window's first step, recomputed (one step) from
         the start state *detached*, on the first input exactly as the unroll read it (same dropout mask). Its loss
         then trains the core's weights as if it read the unrolled output, but adds nothing to the gradient that
@@ -195,9 +195,9 @@ class LSTMCore(nn.Module):
         aux loss's gradient, while the aux loss's target is the SG — a loop that ran away on Repeat-Copy
         (docs/method.md). One exception: with `num_layers > 1` and `dropout > 0`, the between-layer dropout mask is
         drawn afresh for this step, so the recomputed output is an equally distributed sample, not the unrolled one.
-        One step is where nn.LSTM's fixed cost per call weighs most, so `auto` runs it with the step loop on a CPU."""
+        `window`: the unroll's length; the recurrence (`lstm_kernel`) is chosen for the window, not for this step."""
         h, c = self.split_state(start.detach())
-        first, _ = run_lstm(self.lstm, first_input.unsqueeze(0), h, c, self.lstm_kernel)
+        first, _ = run_lstm(self.lstm, first_input.unsqueeze(0), h, c, self.lstm_kernel, window)
         return first[0]
 
     def predict_synthetic_gradients(self, start: torch.Tensor, unrolled: Unrolled) -> CoreOutput:
@@ -222,6 +222,7 @@ class LSTMCore(nn.Module):
                 final_sg = head(self.head_input(final.detach()))
         aux = None
         if self.aux_synthetic_gradient is not None:
-            first = unrolled.output[0] if self.aux_in_target else self.aux_input(unrolled.first_input, start)
+            first = (unrolled.output[0] if self.aux_in_target
+                     else self.aux_input(unrolled.first_input, start, len(unrolled.output)))
             aux = self.aux_synthetic_gradient(first)
         return CoreOutput(unrolled.logits, final, final_sg, start_sg, aux, start_input)

@@ -66,6 +66,9 @@ def test_detached_start_gets_no_gradient_and_weights_still_do():
 def test_auto_takes_the_step_loop_for_short_training_windows_on_cpu_only():
     short, long = torch.zeros(STEPWISE_MAX_UNROLL, 2, 3), torch.zeros(STEPWISE_MAX_UNROLL + 1, 2, 3)
     assert uses_stepwise("auto", short) and not uses_stepwise("auto", long)
+    one_step = torch.zeros(1, 2, 3)  # DNI+Aux's recompute goes its window's way
+    assert not uses_stepwise("auto", one_step, window=STEPWISE_MAX_UNROLL + 1)
+    assert uses_stepwise("auto", one_step, window=STEPWISE_MAX_UNROLL)
     with torch.no_grad():  # evaluation: no backward, nn.LSTM
         assert not uses_stepwise("auto", short)
     with torch.autocast("cpu", dtype=torch.bfloat16):  # bf16: oneDNN's bf16 kernel
@@ -91,6 +94,26 @@ def test_dni_aux_window_is_the_same_on_either_kernel():
                         *[p.grad if p.grad is not None else torch.zeros_like(p) for p in model.parameters()]])
     for a, b in zip(*results):
         torch.testing.assert_close(b, a, rtol=0, atol=1e-12)
+
+
+def _dni_aux_window(kernel: str, unroll: int):
+    torch.manual_seed(0)
+    model = LSTMCore(7, 6, 1, embedding_size=4, sg_hidden_size=0, aux_head=True, lstm_kernel=kernel)
+    with torch.no_grad():
+        model.aux_synthetic_gradient.weight.normal_()
+    start = torch.randn(3, model.state_size, requires_grad=True)
+    out = model(torch.randint(7, (unroll, 3)), start)
+    (summed_loss(out.logits, torch.randint(7, (unroll, 3)), None) + out.aux_prediction.pow(2).sum()).backward()
+    return [out.logits, out.aux_prediction, start.grad, *[p.grad for p in model.parameters() if p.grad is not None]]
+
+
+def test_auto_is_nn_lstm_bit_for_bit_past_the_threshold_and_the_step_loop_below():
+    """fp32: a run at a longer unroll computes exactly what it did before the step loop existed, recompute and all."""
+    longer = STEPWISE_MAX_UNROLL + 1
+    for a, b in zip(_dni_aux_window("auto", longer), _dni_aux_window("torch", longer)):
+        assert torch.equal(a, b)
+    for a, b in zip(_dni_aux_window("auto", STEPWISE_MAX_UNROLL), _dni_aux_window("stepwise", STEPWISE_MAX_UNROLL)):
+        assert torch.equal(a, b)
 
 
 def test_config_names_the_kernel_and_old_runs_keep_nn_lstm():
