@@ -19,7 +19,7 @@ from .errors import ConfigError
 
 METHODS = ("bptt", "dni", "dni_aux")
 HEAD_INPUTS = ("squashed", "raw")
-LSTM_KERNELS = ("auto", "torch", "stepwise")  # lmdni.lstm
+LSTM_KERNELS = ("torch", "stepwise")  # lmdni.lstm
 
 CHOICES = {
     "method": METHODS,
@@ -156,8 +156,10 @@ def validate(cfg) -> None:
     if model == "lstm" and cfg.model.symbols not in ("embedding", "binary"):
         raise ConfigError(f"model.symbols must be embedding or binary, got {cfg.model.symbols!r}")
     if model == "lstm" and cfg.model.lstm_kernel not in LSTM_KERNELS:
-        kernels = ", ".join(LSTM_KERNELS)
-        raise ConfigError(f"model.lstm_kernel must be one of {kernels}, got {cfg.model.lstm_kernel!r}")
+        raise ConfigError(f"model.lstm_kernel must be torch or stepwise, got {cfg.model.lstm_kernel!r}")
+    if model == "lstm" and cfg.model.lstm_kernel == "stepwise" and cfg.trainer.precision != "fp32":
+        raise ConfigError("model.lstm_kernel=stepwise runs in fp32 (bf16 has nn.LSTM's own kernel: "
+                          "model.lstm_kernel=torch)")
     if model == "hierarchical":
         validate_hierarchical(cfg)
     if cfg.dni.head_num_layers != 1 and cfg.dni.head_hidden_size == 0:

@@ -1,16 +1,15 @@
-"""The LSTM's recurrence for short training windows on a CPU: a step loop with a hand-written backward.
+"""An LSTM recurrence for short training windows: a step loop with a hand-written backward (`model.lstm_kernel`).
 
-Why not nn.LSTM everywhere: on a CPU, nn.LSTM runs oneDNN's RNN primitive, which pays a fixed cost at every call
-(set-up and weight re-layout) before its first step: a one-step forward and backward at hidden 256, batch 16 takes
-2.8 ms there and 1.2 ms here, on a 2-core AVX2 machine. For a window of one or two steps, and for DNI+Aux's
-recomputed first step in such a window, that cost is most of the recurrence. `StepwiseLSTM` has none: the input
-projection for every step is one matrix product, each step is one product with the recurrent weights and seven
-element-wise operators, and the backward is the mirror loop, with the weight gradients formed once, over all steps,
-at the end (one product each, as cuDNN does). Its arithmetic is dearer than oneDNN's (plain matrix products where
-oneDNN runs its own GEMM on re-laid-out weights), so from four steps on nn.LSTM trains as fast or faster, and
-evaluation, which has no backward, keeps nn.LSTM. `model.lstm_kernel=auto` takes the step loop for training windows
-of one or two steps only; a run at a longer unroll computes exactly what nn.LSTM computes (docs/results/speed has
-the measurement).
+Why: on a CPU, nn.LSTM runs oneDNN's RNN primitive, which pays a fixed cost at every call (set-up and weight
+re-layout) before its first step: a one-step forward and backward at hidden 256, batch 16 took 2.8 ms there and
+1.2 ms here on a 2-core AVX2 machine (scripts/bench_lstm.py). `StepwiseLSTM` has no such cost: the input projection
+for every step is one matrix product, each step is one product with the recurrent weights and seven element-wise
+operators, and the backward is the mirror loop, with the weight gradients formed once, over all steps, at the end
+(one product each, as cuDNN does). Its arithmetic is dearer than oneDNN's (plain matrix products where oneDNN runs
+its own GEMM on re-laid-out weights). Inside a training window the measured gain did not hold up on that machine
+(docs/results/speed: DNI+Aux's one-step recompute and one- and two-step windows moved within the machine's noise),
+so nn.LSTM is the default (`model.lstm_kernel=torch`) and the step loop is a setting (`stepwise`), for training
+windows only (evaluation has no backward and keeps nn.LSTM), in fp32 or fp64.
 
 The weights are nn.LSTM's own parameters (gate order i, f, g, o; both biases), so state dicts and checkpoints do not
 depend on which recurrence ran. The two agree to fp32 rounding (tests/test_lstm.py checks outputs and every gradient
@@ -24,7 +23,6 @@ from torch import nn
 
 from .config import LSTM_KERNELS as KERNELS
 
-STEPWISE_MAX_UNROLL = 2  # auto: the longest training window the step loop takes (measured, docs/results/speed)
 
 
 class StepwiseLSTM(torch.autograd.Function):
@@ -88,24 +86,16 @@ class StepwiseLSTM(torch.autograd.Function):
         return dx, dh if need[1] else None, dc if need[2] else None, dw_ih, dw_hh, db, db
 
 
-def uses_stepwise(kernel: str, x: torch.Tensor, window: int | None = None) -> bool:
-    """`auto`: the step loop for a training window of at most `STEPWISE_MAX_UNROLL` steps on a CPU in full
-    precision; nn.LSTM otherwise (CUDA has cuDNN; evaluation has no backward, where the step loop's gain lies; bf16
-    autocast has oneDNN's bf16 kernel). `window`: the length of the window this call serves, when it is not `x`'s
-    (DNI+Aux's one-step recompute goes the way its window goes, so a run at a longer unroll is nn.LSTM's alone)."""
-    if kernel != "auto":
-        return kernel == "stepwise"
-    return (len(x) if window is None else window) <= STEPWISE_MAX_UNROLL and x.device.type == "cpu" and (
-        torch.is_grad_enabled() and x.dtype in (torch.float32, torch.float64) and not torch.is_autocast_enabled("cpu"))
+def uses_stepwise(kernel: str, x: torch.Tensor) -> bool:
+    """`stepwise`: the step loop for training (gradients on); evaluation, which has no backward, keeps nn.LSTM."""
+    return kernel == "stepwise" and torch.is_grad_enabled() and not torch.is_autocast_enabled(x.device.type)
 
 
-def run_lstm(lstm: nn.LSTM, x: torch.Tensor, h: torch.Tensor, c: torch.Tensor, kernel: str = "auto",
-             window: int | None = None):
-    """nn.LSTM's call, (output, (h, c)) with h and c (L, B, H), by the recurrence `kernel` picks (`window`: see
-    `uses_stepwise`). Between layers the stepwise path applies nn.LSTM's dropout itself (an equally distributed
-    mask, not the same draw)."""
+def run_lstm(lstm: nn.LSTM, x: torch.Tensor, h: torch.Tensor, c: torch.Tensor, kernel: str = "torch"):
+    """nn.LSTM's call, (output, (h, c)) with h and c (L, B, H), by the recurrence `kernel` picks. Between layers
+    the stepwise path applies nn.LSTM's dropout itself (an equally distributed mask, not the same draw)."""
     plain = lstm.bias and not (lstm.batch_first or lstm.bidirectional or lstm.proj_size)
-    if not (plain and uses_stepwise(kernel, x, window)):
+    if not (plain and uses_stepwise(kernel, x)):
         return lstm(x, (h, c))
     finals_h, finals_c = [], []
     for layer in range(lstm.num_layers):

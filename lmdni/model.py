@@ -112,7 +112,7 @@ class LSTMCore(nn.Module):
     def __init__(self, vocab_size: int, hidden_size: int, num_layers: int = 1, embedding_size: int = 128,
                  dropout: float = 0.0, sg_hidden_size: int | None = None, sg_num_layers: int = 1,
                  aux_head: bool = False, sg_input: str = "squashed", symbols: str = "embedding",
-                 aux_in_target: bool = False, sg_rank: int = 0, lstm_kernel: str = "auto"):
+                 aux_in_target: bool = False, sg_rank: int = 0, lstm_kernel: str = "torch"):
         """`sg_hidden_size=None`: no synthetic-gradient head (plain TBPTT); 0: linear head; >0: MLP head.
         `sg_rank`: > 0 makes the head low-rank (state -> sg_rank -> state).
         `aux_head`: DNI+Aux, a second head predicting the next boundary's synthetic gradient from the start state.
@@ -121,8 +121,8 @@ class LSTMCore(nn.Module):
         `sg_input`: what the SG head reads — "squashed" (h, tanh c) or "raw" (h, c): the cell state is unbounded,
         and a linear head on a growing c predicts a growing SG (see `head_input`).
         `symbols`: "embedding" (a learned row per symbol in, a softmax out) or "binary" (`BinaryCode`).
-        `lstm_kernel`: which recurrence runs the LSTM's weights, "torch" (nn.LSTM), "stepwise" or "auto" (see
-        `lmdni.lstm`)."""
+        `lstm_kernel`: which recurrence runs the LSTM's weights in training, "torch" (nn.LSTM) or "stepwise"
+        (`lmdni.lstm`)."""
         super().__init__()
         if sg_input not in HEAD_INPUTS:
             raise ValueError(f"sg_input must be raw or squashed, got {sg_input!r}")
@@ -187,17 +187,16 @@ class LSTMCore(nn.Module):
         output, (h, c) = run_lstm(self.lstm, embedded, h, c, self.lstm_kernel)
         return Unrolled(output, self.decoder(self.dropout(output)), self.join_state(h, c), embedded[0])
 
-    def aux_input(self, first_input: torch.Tensor, start: torch.Tensor, window: int | None = None) -> torch.Tensor:
+    def aux_input(self, first_input: torch.Tensor, start: torch.Tensor) -> torch.Tensor:
         """What the aux head reads: the top layer's output at the window's first step, recomputed (one step) from
         the start state *detached*, on the first input exactly as the unroll read it (same dropout mask). Its loss
         then trains the core's weights as if it read the unrolled output, but adds nothing to the gradient that
         reaches the start state, which is the SG's bootstrapped target: otherwise the SG would learn to predict the
         aux loss's gradient, while the aux loss's target is the SG — a loop that ran away on Repeat-Copy
         (docs/method.md). One exception: with `num_layers > 1` and `dropout > 0`, the between-layer dropout mask is
-        drawn afresh for this step, so the recomputed output is an equally distributed sample, not the unrolled one.
-        `window`: the unroll's length; the recurrence (`lstm_kernel`) is chosen for the window, not for this step."""
+        drawn afresh for this step, so the recomputed output is an equally distributed sample, not the unrolled one."""
         h, c = self.split_state(start.detach())
-        first, _ = run_lstm(self.lstm, first_input.unsqueeze(0), h, c, self.lstm_kernel, window)
+        first, _ = run_lstm(self.lstm, first_input.unsqueeze(0), h, c, self.lstm_kernel)
         return first[0]
 
     def predict_synthetic_gradients(self, start: torch.Tensor, unrolled: Unrolled) -> CoreOutput:
@@ -222,7 +221,6 @@ class LSTMCore(nn.Module):
                 final_sg = head(self.head_input(final.detach()))
         aux = None
         if self.aux_synthetic_gradient is not None:
-            first = (unrolled.output[0] if self.aux_in_target
-                     else self.aux_input(unrolled.first_input, start, len(unrolled.output)))
+            first = unrolled.output[0] if self.aux_in_target else self.aux_input(unrolled.first_input, start)
             aux = self.aux_synthetic_gradient(first)
         return CoreOutput(unrolled.logits, final, final_sg, start_sg, aux, start_input)

@@ -2,8 +2,8 @@
 
     python scripts/bench_lstm.py --hidden 256 --batch 16 64 --steps 1 2 4 8 --repeats 15
 
-What `model.lstm_kernel=auto`'s threshold rests on. One layer, embedding 128, gradients for the input, the start
-state and the weights; milliseconds per call are medians of --repeats blocks, the two recurrences timed in turn
+The recurrence alone, not a training window (`scripts/bench.py --variant model.lstm_kernel=stepwise` times those).
+One layer, embedding 128, gradients for the input, the start state and the weights; milliseconds per call are medians of --repeats blocks, the two recurrences timed in turn
 block by block so that the machine's drift cancels in their ratio.
 """
 from __future__ import annotations

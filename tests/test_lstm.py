@@ -1,12 +1,12 @@
-"""The step-loop LSTM (lmdni.lstm) is nn.LSTM: same outputs, same gradients, on nn.LSTM's own weights; and `auto`
-takes it only where it is meant to."""
+"""The step-loop LSTM (lmdni.lstm) is nn.LSTM: same outputs, same gradients, on nn.LSTM's own weights; and it runs
+where it is meant to (training, fp32 or fp64)."""
 import pytest
 import torch
 from omegaconf import OmegaConf
 
 from lmdni.config import upgrade
 from lmdni.errors import ConfigError
-from lmdni.lstm import STEPWISE_MAX_UNROLL, run_lstm, uses_stepwise
+from lmdni.lstm import run_lstm, uses_stepwise
 from lmdni.model import LSTMCore
 from lmdni.run import compose_config, build_model
 from lmdni.window import summed_loss
@@ -63,17 +63,13 @@ def test_detached_start_gets_no_gradient_and_weights_still_do():
     assert h.grad is None and c.grad is None
 
 
-def test_auto_takes_the_step_loop_for_short_training_windows_on_cpu_only():
-    short, long = torch.zeros(STEPWISE_MAX_UNROLL, 2, 3), torch.zeros(STEPWISE_MAX_UNROLL + 1, 2, 3)
-    assert uses_stepwise("auto", short) and not uses_stepwise("auto", long)
-    one_step = torch.zeros(1, 2, 3)  # DNI+Aux's recompute goes its window's way
-    assert not uses_stepwise("auto", one_step, window=STEPWISE_MAX_UNROLL + 1)
-    assert uses_stepwise("auto", one_step, window=STEPWISE_MAX_UNROLL)
+def test_the_step_loop_runs_for_training_only():
+    x = torch.zeros(3, 2, 3)
+    assert uses_stepwise("stepwise", x) and not uses_stepwise("torch", x)
     with torch.no_grad():  # evaluation: no backward, nn.LSTM
-        assert not uses_stepwise("auto", short)
-    with torch.autocast("cpu", dtype=torch.bfloat16):  # bf16: oneDNN's bf16 kernel
-        assert not uses_stepwise("auto", short)
-    assert uses_stepwise("stepwise", long) and not uses_stepwise("torch", short)
+        assert not uses_stepwise("stepwise", x)
+    with torch.autocast("cpu", dtype=torch.bfloat16):  # bf16: nn.LSTM's own kernel
+        assert not uses_stepwise("stepwise", x)
 
 
 def test_dni_aux_window_is_the_same_on_either_kernel():
@@ -96,30 +92,10 @@ def test_dni_aux_window_is_the_same_on_either_kernel():
         torch.testing.assert_close(b, a, rtol=0, atol=1e-12)
 
 
-def _dni_aux_window(kernel: str, unroll: int):
-    torch.manual_seed(0)
-    model = LSTMCore(7, 6, 1, embedding_size=4, sg_hidden_size=0, aux_head=True, lstm_kernel=kernel)
-    with torch.no_grad():
-        model.aux_synthetic_gradient.weight.normal_()
-    start = torch.randn(3, model.state_size, requires_grad=True)
-    out = model(torch.randint(7, (unroll, 3)), start)
-    (summed_loss(out.logits, torch.randint(7, (unroll, 3)), None) + out.aux_prediction.pow(2).sum()).backward()
-    return [out.logits, out.aux_prediction, start.grad, *[p.grad for p in model.parameters() if p.grad is not None]]
-
-
-def test_auto_is_nn_lstm_bit_for_bit_past_the_threshold_and_the_step_loop_below():
-    """fp32: a run at a longer unroll computes exactly what it did before the step loop existed, recompute and all."""
-    longer = STEPWISE_MAX_UNROLL + 1
-    for a, b in zip(_dni_aux_window("auto", longer), _dni_aux_window("torch", longer)):
-        assert torch.equal(a, b)
-    for a, b in zip(_dni_aux_window("auto", STEPWISE_MAX_UNROLL), _dni_aux_window("stepwise", STEPWISE_MAX_UNROLL)):
-        assert torch.equal(a, b)
-
-
 def test_config_names_the_kernel_and_old_runs_keep_nn_lstm():
     cfg = compose_config(["model.lstm_kernel=stepwise"])
     assert build_model(cfg, 7).lstm_kernel == "stepwise"
-    assert compose_config([]).model.lstm_kernel == "auto"
+    assert compose_config([]).model.lstm_kernel == "torch"
     old = OmegaConf.to_container(compose_config([]))
     del old["model"]["lstm_kernel"]
     assert upgrade(old)["model"]["lstm_kernel"] == "torch"  # what a run saved before the key existed ran
@@ -128,6 +104,22 @@ def test_config_names_the_kernel_and_old_runs_keep_nn_lstm():
 def test_a_bad_kernel_is_one_line():
     from lmdni.config import validate
 
-    with pytest.raises(ConfigError, match="model.lstm_kernel must be one of auto, torch, stepwise") as info:
+    with pytest.raises(ConfigError, match="model.lstm_kernel must be torch or stepwise") as info:
         validate(compose_config(["model.lstm_kernel=fast"]))
     assert "\n" not in str(info.value)
+    with pytest.raises(ConfigError, match="runs in fp32"):
+        validate(compose_config(["model.lstm_kernel=stepwise", "trainer.precision=bf16"]))
+
+
+@pytest.mark.parametrize("method", ["bptt", "dni_aux"])
+def test_a_run_trains_the_same_on_either_kernel(tmp_path, tiny_trainer, method):
+    """Twenty windows through the trainer (optimizer, clipping, boundary): the weights agree to fp32 rounding."""
+    trained = []
+    for kernel in ("torch", "stepwise"):
+        trainer = tiny_trainer(tmp_path / kernel, method, [f"model.lstm_kernel={kernel}", "seed=1"])
+        for _ in range(20):
+            trainer.train_window()
+        trained.append(trainer.model.state_dict())
+    for name, value in trained[0].items():
+        torch.testing.assert_close(trained[1][name], value, rtol=1e-4, atol=1e-5, msg=name)
+    assert any(not torch.equal(trained[0][n], trained[1][n]) for n in trained[0])  # two recurrences really ran
