@@ -32,7 +32,8 @@ CHOICES = {
 POSITIVE_INTS = ("model.hidden_size", "model.embedding_size", "trainer.unroll", "trainer.batch_size",
                  "trainer.eval_every", "trainer.eval_batch_size", "dni.head_num_layers")
 NON_NEGATIVE = ("trainer.lr", "trainer.weight_decay", "trainer.clip", "trainer.patience", "dni.lr", "dni.scale",
-                "dni.aux_weight", "dni.head_hidden_size", "dni.head_rank", "dni.warmup_chars")
+                "dni.aux_weight", "dni.head_hidden_size", "dni.head_rank", "dni.warmup_chars",
+                "dni.head_average")
 BUDGETS = ("trainer.max_chars", "trainer.max_epochs", "trainer.max_seconds")
 NULLABLE = ("trainer.weight_decay", "model.slow_scale")  # null: the method's own decay (below); dni.scale
 # trainer.weight_decay: null takes the method's own. DNI+Aux's aux loss pulls the core's weights to grow (on
@@ -64,7 +65,8 @@ TrainerSchema = _schema(
     tf32=bool)
 DNISchema = _schema(
     "DNISchema", scale=float, lr=float, head_input=str, head_hidden_size=int, head_num_layers=int,
-    head_rank=int, warmup_chars=int, aux_weight=float, aux_in_target=bool, ablation=str, fused=str)
+    head_rank=int, head_average=float, warmup_chars=int, aux_weight=float, aux_in_target=bool, ablation=str,
+    fused=str)
 RunSchema = _schema("RunSchema", method=str, seed=int, device=str, threads=Optional[int], logger=Optional[str],
                     model=Any, data=Any, trainer=TrainerSchema, dni=DNISchema)
 
@@ -74,11 +76,11 @@ REMOVED = {"dni.loss_weight": "had no effect: the SG head has its own Adam, whic
                               "(it only rescaled the logged sg_loss)",
            "dni.target_windows": "was rejected by the suite (docs/results/suite)"}
 # what a config saved by older code lacks, as that code ran it (the upgrade step of every saved config)
-ABSENT_MEANT = {"model.name": "lstm", "model.symbols": "embedding", "model.lstm_kernel": "torch", "dni.head_input": "squashed",
-                "dni.aux_in_target": False, "dni.head_rank": 0, "dni.warmup_chars": 0, "dni.ablation": "none",
-                "dni.fused": "auto", "trainer.weight_decay": 0.0, "trainer.precision": "fp32",
-                "trainer.compile": False, "trainer.tf32": False, "trainer.on_nonfinite": "stop", "threads": None,
-                "logger": None}
+ABSENT_MEANT = {"model.name": "lstm", "model.symbols": "embedding", "model.lstm_kernel": "torch",
+                "dni.head_input": "squashed", "dni.aux_in_target": False, "dni.head_rank": 0, "dni.head_average": 0.0,
+                "dni.warmup_chars": 0, "dni.ablation": "none", "dni.fused": "auto", "trainer.weight_decay": 0.0,
+                "trainer.precision": "fp32", "trainer.compile": False, "trainer.tf32": False,
+                "trainer.on_nonfinite": "stop", "threads": None, "logger": None}
 LSTM_ONLY = ("model.symbols", "model.lstm_kernel")
 
 
@@ -164,6 +166,9 @@ def validate(cfg) -> None:
         validate_hierarchical(cfg)
     if cfg.dni.head_num_layers != 1 and cfg.dni.head_hidden_size == 0:
         raise ConfigError("dni.head_num_layers shapes an MLP head: set dni.head_hidden_size > 0 with it")
+    if not cfg.dni.head_average < 1:
+        raise ConfigError(f"dni.head_average is a decay per window, below 1 (0: no average), got "
+                          f"{cfg.dni.head_average!r}")
     if cfg.dni.head_rank > 0 and cfg.dni.head_hidden_size > 0:
         raise ConfigError("dni.head_rank and dni.head_hidden_size exclude each other: a low-rank linear head or an MLP")
     if cfg.get("logger") not in (None, "tensorboard"):
@@ -184,6 +189,8 @@ def validate_hierarchical(cfg) -> None:
                           f"model.slow_every ({cfg.model.slow_every}): a window holds whole slow ticks")
     if cfg.trainer.on_nonfinite != "stop":
         raise ConfigError("model=hierarchical stops on a non-finite loss (trainer.on_nonfinite=stop)")
+    if cfg.dni.head_average > 0:
+        raise ConfigError("model=hierarchical injects its heads' own SGs (dni.head_average > 0 is the LSTM core's)")
     if cfg.dni.aux_in_target:
         raise ConfigError("model=hierarchical keeps the aux loss out of every head's target "
                           "(dni.aux_in_target=true is the LSTM core's)")

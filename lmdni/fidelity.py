@@ -88,7 +88,7 @@ def sg_fidelity(model, stream, scale: float, horizons=HORIZONS, boundaries: int 
     probed = 0
     for start, true_gradients in future_gradients(model, stream, scale, horizons, boundaries, warmup, device=device):
         with torch.no_grad():
-            predicted = model.synthetic_gradient(model.head_input(start))
+            predicted = model.injected_synthetic_gradient(start)
         for k, true in true_gradients.items():
             s = sums[k]
             s["cosine"] += F.cosine_similarity(predicted, true, dim=1, eps=1e-12).sum().item()

@@ -12,6 +12,7 @@ from typing import NamedTuple
 import torch
 import torch.nn.functional as F
 from torch import nn
+from torch.func import functional_call
 
 from .config import HEAD_INPUTS
 from .lstm import KERNELS, run_lstm
@@ -65,6 +66,30 @@ class SyntheticGradientHead(nn.Module):
         self.output = zero_linear(rank or width, state_size)
         self.hidden = nn.Sequential(*layers)
 
+    def keep_average(self, decay: float) -> None:
+        """Keep an exponential moving average of the head's weights (`decay` per window, in buffers: in the state
+        dict, out of the optimizer), for `averaged`. The run's head is trained on a noisy target with Adam, so its
+        weights jitter around what it has learned; their average is what it has learned (docs/results/probe)."""
+        self.average_decay = float(decay)
+        for name, parameter in self.named_parameters():
+            self.register_buffer("average_" + name.replace(".", "_"), parameter.detach().clone())
+
+    @property
+    def keeps_average(self) -> bool:
+        return getattr(self, "average_decay", 0.0) > 0
+
+    @torch.no_grad()
+    def update_average(self) -> None:
+        for name, parameter in self.named_parameters():
+            getattr(self, "average_" + name.replace(".", "_")).lerp_(parameter, 1.0 - self.average_decay)
+
+    def averaged(self, state: torch.Tensor) -> torch.Tensor:
+        """The prediction of the averaged weights (the head itself when it keeps no average)."""
+        if not self.keeps_average:
+            return self(state)
+        weights = {name: getattr(self, "average_" + name.replace(".", "_")) for name, _ in self.named_parameters()}
+        return functional_call(self, weights, (state,))
+
     @property
     def is_linear(self) -> bool:
         """A full-rank linear map (what the fused kernel computes)."""
@@ -112,7 +137,8 @@ class LSTMCore(nn.Module):
     def __init__(self, vocab_size: int, hidden_size: int, num_layers: int = 1, embedding_size: int = 128,
                  dropout: float = 0.0, sg_hidden_size: int | None = None, sg_num_layers: int = 1,
                  aux_head: bool = False, sg_input: str = "squashed", symbols: str = "embedding",
-                 aux_in_target: bool = False, sg_rank: int = 0, lstm_kernel: str = "torch"):
+                 aux_in_target: bool = False, sg_rank: int = 0, lstm_kernel: str = "torch",
+                 sg_average: float = 0.0):
         """`sg_hidden_size=None`: no synthetic-gradient head (plain TBPTT); 0: linear head; >0: MLP head.
         `sg_rank`: > 0 makes the head low-rank (state -> sg_rank -> state).
         `aux_head`: DNI+Aux, a second head predicting the next boundary's synthetic gradient from the start state.
@@ -122,7 +148,9 @@ class LSTMCore(nn.Module):
         and a linear head on a growing c predicts a growing SG (see `head_input`).
         `symbols`: "embedding" (a learned row per symbol in, a softmax out) or "binary" (`BinaryCode`).
         `lstm_kernel`: which recurrence runs the LSTM's weights in training, "torch" (nn.LSTM) or "stepwise"
-        (`lmdni.lstm`)."""
+        (`lmdni.lstm`).
+        `sg_average`: > 0 injects (and bootstraps from) an exponential moving average of the SG head's weights, this
+        decay per window, while the head itself is what the regression trains (`SyntheticGradientHead.keep_average`)."""
         super().__init__()
         if sg_input not in HEAD_INPUTS:
             raise ValueError(f"sg_input must be raw or squashed, got {sg_input!r}")
@@ -143,6 +171,8 @@ class LSTMCore(nn.Module):
         self.dropout = nn.Dropout(dropout)
         self.synthetic_gradient = (SyntheticGradientHead(self.state_size, sg_hidden_size, sg_num_layers, sg_rank)
                                    if sg_hidden_size is not None else None)
+        if self.synthetic_gradient is not None and sg_average > 0:
+            self.synthetic_gradient.keep_average(sg_average)
         # DNI+Aux: from the top layer's output at the window's first step, predict the SG that the window's end will
         # produce. It reads an in-graph activation, so its loss also trains the core (see `aux_input` for which
         # part of it). Zero-initialised, like the SG.
@@ -171,6 +201,10 @@ class LSTMCore(nn.Module):
             return state
         cells = self.num_layers * self.hidden_size
         return torch.cat([state[:, :cells], torch.tanh(state[:, cells:])], 1)
+
+    def injected_synthetic_gradient(self, state: torch.Tensor) -> torch.Tensor:
+        """The SG a window injects for `state` (and bootstraps from): the head's, or its average's (`sg_average`)."""
+        return self.synthetic_gradient.averaged(self.head_input(state))
 
     def forward(self, inputs: torch.Tensor, state: torch.Tensor, with_synthetic_gradient: bool = True) -> CoreOutput:
         """inputs (T, B) symbol ids; state (B, state_size). The head reads the states *detached*: its regression
@@ -210,7 +244,16 @@ class LSTMCore(nn.Module):
         (a shared graph would make the regression's backward run over twice the rows, half of them zeros)."""
         final, head = unrolled.state, self.synthetic_gradient
         start_input = None
-        if head.closed_form:
+        if head.keeps_average:  # two weight sets: the final state's SG is the average's, the start's the head's
+            with torch.no_grad():
+                final_sg = head.averaged(self.head_input(final.detach()))
+            if head.closed_form:
+                with torch.no_grad():
+                    start_input = self.head_input(start.detach())
+                    start_sg = head(start_input)
+            else:
+                start_sg = head(self.head_input(start.detach()))
+        elif head.closed_form:
             with torch.no_grad():
                 both = self.head_input(torch.cat([start.detach(), final.detach()]))
                 start_sg, final_sg = head(both).chunk(2)

@@ -141,7 +141,7 @@ def collect(model, stream, scale: float, horizons, boundaries: int, spacing: int
             head_input = model.head_input(start)
             features.append(head_input.float().cpu())
             if model.synthetic_gradient is not None:
-                heads.append(model.synthetic_gradient(head_input).float().cpu())
+                heads.append(model.injected_synthetic_gradient(start).float().cpu())
         for k, g in true.items():
             gradients[k].append(g.float().cpu())
         index.append(torch.full((start.shape[0],), n))

@@ -89,6 +89,8 @@ class TruncatedWindow:
 
     def __call__(self, inputs, targets, mask, state, ends_pass: bool, warm: bool = True, step: int = 0):
         dni = self.boundary is not None
+        if dni and self.model.synthetic_gradient.keeps_average:  # the weights after the last step, averaged in
+            self.model.synthetic_gradient.update_average()
         start = state.detach().requires_grad_(dni)
         out, loss_sum = self.forward(inputs, targets, mask, start, dni)
         if self.skip is not None and self.skip(loss_sum):

@@ -64,7 +64,7 @@ def targets_along(model, stream, scale: float, windows: int, warmup: int = 32):
         out = model(x, start, with_synthetic_gradient=False)
         in_window = torch.autograd.grad(summed_loss(out.logits, y, mask), start, retain_graph=True)[0]
         with torch.no_grad():
-            next_sg = model.synthetic_gradient(model.head_input(out.state))
+            next_sg = model.injected_synthetic_gradient(out.state)
             features = model.head_input(start)
         pulled = torch.autograd.grad((out.state * next_sg).sum(), start)[0]
         rows.append((features, in_window, in_window + scale * pulled))
