@@ -3,8 +3,9 @@
     python scripts/bench_lstm.py --hidden 256 --batch 16 64 --steps 1 2 4 8 --repeats 15
 
 The recurrence alone, not a training window (`scripts/bench.py --variant model.lstm_kernel=stepwise` times those).
-One layer, embedding 128, gradients for the input, the start state and the weights; milliseconds per call are medians of --repeats blocks, the two recurrences timed in turn
-block by block so that the machine's drift cancels in their ratio.
+One layer, embedding 128, gradients for the input, the start state and the weights; milliseconds per call are
+medians of --repeats blocks, the two recurrences timed in turn block by block so that the machine's drift cancels
+in their ratio.
 """
 from __future__ import annotations
 
@@ -27,7 +28,8 @@ def main():
     args = parser.parse_args()
     torch.manual_seed(0)
     lstm = torch.nn.LSTM(args.embedding, args.hidden)
-    print(f"hidden {args.hidden}, embedding {args.embedding}, threads {torch.get_num_threads()}, torch {torch.__version__}")
+    print(f"hidden {args.hidden}, embedding {args.embedding}, threads {torch.get_num_threads()}, "
+          f"torch {torch.__version__}")
     print("| batch | steps | nn.LSTM ms | step loop ms | step loop speed-up |")
     print("|---:|---:|---:|---:|---:|")
     for batch in args.batch:
