@@ -106,21 +106,22 @@ def sg_fidelity(model, stream, scale: float, horizons=HORIZONS, boundaries: int 
             for k, s in sums.items()]
 
 
-def probe_stream(cfg, payload, columns: int = 32, horizon: int = max(HORIZONS), level=None):
-    """Windows to probe a saved run on: its validation split (text) or its task at the level it reached (copy tasks;
-    `level` = (length, repeats) sets another), on fresh episodes."""
+def probe_stream(cfg, payload, columns: int = 32, horizon: int = max(HORIZONS), level=None, split: str = "valid",
+                 seed_offset: int = 1):
+    """Windows to probe a saved run on: a split (text; default valid) or its task at the level it reached (copy
+    tasks; `level` = (length, repeats) sets another), on fresh episodes drawn with the run's seed + `seed_offset`."""
     from .data import TrainStream, load_corpus
     from .data.copy import CopyStream
 
     unroll = cfg.trainer.unroll
     if payload.get("vocab"):
-        valid = load_corpus(cfg.data).valid
+        data = getattr(load_corpus(cfg.data), split)
         # columns long enough for the warm-up and a few probes: a short split gets fewer, longer columns
-        columns = max(1, min(columns, len(valid) // ((32 + 2 * horizon) * unroll)))
-        return TrainStream(valid, columns, unroll)
+        columns = max(1, min(columns, len(data) // ((32 + 2 * horizon) * unroll)))
+        return TrainStream(data, columns, unroll)
     d, reached = cfg.data, payload["stream"]
     length, repeats = level or (reached["length"], reached["repeats"])
-    stream = CopyStream(columns, unroll, repeat=d.name == "repeat_copy", seed=cfg.seed + 1, start_length=length,
+    stream = CopyStream(columns, unroll, repeat=d.name == "repeat_copy", seed=cfg.seed + seed_offset, start_length=length,
                         max_repeats=d.max_repeats, phase=d.phase)
     stream.repeats = repeats
     return stream

@@ -21,8 +21,6 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from .config import LSTM_KERNELS as KERNELS
-
 
 class StepwiseLSTM(torch.autograd.Function):
     """One layer. x (T, B, E), h0 and c0 (B, H) -> outputs (T, B, H), h_T, c_T."""

@@ -14,8 +14,8 @@ import torch.nn.functional as F
 from torch import nn
 from torch.func import functional_call
 
-from .config import HEAD_INPUTS
-from .lstm import KERNELS, run_lstm
+from .config import HEAD_INPUTS, LSTM_KERNELS
+from .lstm import run_lstm
 
 
 class Unrolled(NamedTuple):
@@ -72,7 +72,11 @@ class SyntheticGradientHead(nn.Module):
         weights jitter around what it has learned; their average is what it has learned (docs/results/probe)."""
         self.average_decay = float(decay)
         for name, parameter in self.named_parameters():
-            self.register_buffer("average_" + name.replace(".", "_"), parameter.detach().clone())
+            self.register_buffer(self._average_of(name), parameter.detach().clone())
+
+    @staticmethod
+    def _average_of(name: str) -> str:
+        return "average_" + name.replace(".", "_")
 
     @property
     def keeps_average(self) -> bool:
@@ -81,13 +85,13 @@ class SyntheticGradientHead(nn.Module):
     @torch.no_grad()
     def update_average(self) -> None:
         for name, parameter in self.named_parameters():
-            getattr(self, "average_" + name.replace(".", "_")).lerp_(parameter, 1.0 - self.average_decay)
+            getattr(self, self._average_of(name)).lerp_(parameter, 1.0 - self.average_decay)
 
     def averaged(self, state: torch.Tensor) -> torch.Tensor:
         """The prediction of the averaged weights (the head itself when it keeps no average)."""
         if not self.keeps_average:
             return self(state)
-        weights = {name: getattr(self, "average_" + name.replace(".", "_")) for name, _ in self.named_parameters()}
+        weights = {name: getattr(self, self._average_of(name)) for name, _ in self.named_parameters()}
         return functional_call(self, weights, (state,))
 
     @property
@@ -156,8 +160,8 @@ class LSTMCore(nn.Module):
             raise ValueError(f"sg_input must be raw or squashed, got {sg_input!r}")
         if symbols not in ("embedding", "binary"):
             raise ValueError(f"symbols must be embedding or binary, got {symbols!r}")
-        if lstm_kernel not in KERNELS:
-            raise ValueError(f"lstm_kernel must be one of {', '.join(KERNELS)}, got {lstm_kernel!r}")
+        if lstm_kernel not in LSTM_KERNELS:
+            raise ValueError(f"lstm_kernel must be one of {', '.join(LSTM_KERNELS)}, got {lstm_kernel!r}")
         self.lstm_kernel = lstm_kernel
         self.sg_input, self.aux_in_target = sg_input, aux_in_target
         self.vocab_size, self.hidden_size, self.num_layers = vocab_size, hidden_size, num_layers

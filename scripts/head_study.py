@@ -35,20 +35,6 @@ from lmdni.run import load_run
 from lmdni.window import summed_loss
 
 
-def training_stream(cfg, payload, columns: int):
-    """The run's own kind of data, apart from the evaluation rows: text's train split, or fresh copy episodes."""
-    from lmdni.data import TrainStream, load_corpus
-    from lmdni.data.copy import CopyStream
-
-    if payload.get("vocab"):
-        return TrainStream(load_corpus(cfg.data).train, columns, cfg.trainer.unroll)
-    d, reached = cfg.data, payload["stream"]
-    stream = CopyStream(columns, cfg.trainer.unroll, repeat=d.name == "repeat_copy", seed=cfg.seed + 1000,
-                        start_length=reached["length"], max_repeats=d.max_repeats, phase=d.phase)
-    stream.repeats = reached["repeats"]
-    return stream
-
-
 def targets_along(model, stream, scale: float, windows: int, warmup: int = 32):
     """Per boundary of `windows` consecutive windows: (head features, in-window gradient, bootstrapped target)."""
     state, rows = None, []
@@ -124,8 +110,9 @@ def main():
     results = {"run_dir": args.run_dir, "scale": scale, "k": args.horizon, "dni_lr": float(cfg.dni.lr),
                "head": explained(head_sg[report].double(), target, mean),
                "ceiling (ridge on G_K)": score(fit_ridge(features[fit], true[fit], holdout))}
-    train_x, in_window, bootstrapped = targets_along(model, training_stream(cfg, payload, columns), scale,
-                                                     args.windows)
+    # the run's own kind of data apart from the evaluation rows: text's train split, or other copy episodes
+    stream = probe_stream(cfg, payload, columns, args.horizon, split="train", seed_offset=1000)
+    train_x, in_window, bootstrapped = targets_along(model, stream, scale, args.windows)
     holdout = len(train_x) // 4
     results["ridge on bootstrapped targets"] = score(fit_ridge(train_x, bootstrapped, holdout))
     results["ridge on in-window gradients"] = score(fit_ridge(train_x, in_window, holdout))
