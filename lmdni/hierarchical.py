@@ -31,6 +31,13 @@ from .model import CoreOutput, SyntheticGradientHead, zero_linear
 STEPWISE_BATCH = 4  # up to this many columns, evaluation steps the fast core itself (`HierarchicalCore.forward`)
 
 
+def _lstm_cell(gates: torch.Tensor, c: torch.Tensor, size: int):
+    """(h, c) after one LSTM step from its summed gates (B, 4·size), in nn.LSTM's order i, f, g, o."""
+    squashed = torch.sigmoid(gates)  # the g quarter is squashed for nothing: one operator instead of three
+    c = torch.addcmul(squashed[:, size:2 * size] * c, squashed[:, :size], torch.tanh(gates[:, 2 * size:3 * size]))
+    return squashed[:, 3 * size:] * torch.tanh(c), c
+
+
 class Interface(NamedTuple):
     """What crossed between the cores in one window (training only)."""
     messages: list  # (B, message) per tick, in the window's graph
@@ -111,8 +118,8 @@ class HierarchicalCore(nn.Module):
 
         The arithmetic of `unroll`, laid out for reading a split one column at a time: there a tick's segment is a
         4-step nn.LSTM call at batch 1, whose fixed cost is most of the time. Here the embedding's share of the
-        fast core's gates is one matmul for the whole chunk, the context's one per tick, and a step is a handful of
-        small operators (the same values to rounding: tests/test_hierarchical.py). Wider batches (validation's
+        fast core's gates is one matmul for the whole chunk, the slow core's h is read in one product per tick (as the
+        context and by the slow core's next step), and a step is a handful of small operators (the same values to rounding: tests/test_hierarchical.py). Wider batches (validation's
         columns) amortise that cost and go through `unroll`."""
         if inputs.shape[1] > STEPWISE_BATCH:
             logits, final, _ = self.unroll(inputs, state)
@@ -121,23 +128,29 @@ class HierarchicalCore(nn.Module):
         ticks_done = int(phase[0].item()) if phase.numel() else 0
         h, c = fast.chunk(2, 1)
         slow_h, slow_c = slow.chunk(2, 1)
-        lstm, size = self.fast, self.hidden_size
-        from_embedding, from_context = lstm.weight_ih_l0.split([self.embedding.embedding_dim, self.slow_hidden_size], 1)
+        lstm, size, slow_size = self.fast, self.hidden_size, self.slow_hidden_size
+        from_embedding, from_context = lstm.weight_ih_l0.split([self.embedding.embedding_dim, slow_size], 1)
         gates_in = F.linear(self.embedding(inputs), from_embedding, lstm.bias_ih_l0 + lstm.bias_hh_l0)
         recurrent = lstm.weight_hh_l0.t().contiguous()  # (H, 4H): h @ it is a fast matrix-vector product at batch 1
+        # The slow core's h is read twice per tick, as the fast core's context and by its own next step: one product
+        # serves both, a call fewer per tick.
+        from_slow = torch.cat([from_context, self.slow.weight_hh], 0).t().contiguous()  # (S, 4H + 4S)
+        slow_bias = self.slow.bias_ih + self.slow.bias_hh
+        message_weight, slow_from_message = self.message.weight.t().contiguous(), self.slow.weight_ih.t().contiguous()
         outputs, t, steps = [], 0, inputs.shape[0]
         while t < steps:
             n = min(self.slow_every - ticks_done, steps - t)
-            segment = gates_in[t:t + n] + F.linear(slow_h, from_context)
+            from_slow_h = torch.mm(slow_h, from_slow)
+            segment = gates_in[t:t + n] + from_slow_h[:, :4 * size]
             for step in range(n):
-                gates = segment[step] + h @ recurrent
-                squashed = torch.sigmoid(gates)  # input, forget, -, output gates (nn.LSTM's order: i, f, g, o)
-                c = torch.addcmul(squashed[:, size:2 * size] * c, squashed[:, :size], torch.tanh(gates[:, 2 * size:3 * size]))
-                h = squashed[:, 3 * size:] * torch.tanh(c)
+                gates = torch.addmm(segment[step], h, recurrent)
+                h, c = _lstm_cell(gates, c, size)
                 outputs.append(h)
             t, ticks_done = t + n, ticks_done + n
             if ticks_done == self.slow_every:
-                slow_h, slow_c = self.slow(self.message(h), (slow_h, slow_c))
+                message = torch.addmm(self.message.bias, h, message_weight)
+                gates = torch.addmm(from_slow_h[:, 4 * size:] + slow_bias, message, slow_from_message)
+                slow_h, slow_c = _lstm_cell(gates, slow_c, slow_size)
                 ticks_done = 0
         final = torch.cat([h, c, slow_h, slow_c, torch.full_like(phase, ticks_done)], 1)
         return CoreOutput(self.decoder(torch.stack(outputs)), final, None, None)
