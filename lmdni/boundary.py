@@ -23,6 +23,9 @@ head's input for the start state (`LSTMCore.head_input`). Three implementations 
   CUDA without Triton, and low-rank heads everywhere);
 * fused, a linear head in Triton: the same in one kernel (`lmdni.kernels`).
 
+`dni.ridge_decay` > 0 fits a linear head another way: not stepped by Adam but solved, each window, by ridge
+regression on all the targets it has seen, forgotten at that decay per window (`regression_ridge`).
+
 `dni.fused`: "auto" uses Triton on CUDA tensors when Triton is importable, "on" demands it, "off" never uses it.
 Tests hold the closed form and the kernel to the reference.
 """
@@ -135,11 +138,40 @@ def regression_closed_form(prediction, target, head_input, head, loss_weight: fl
     return loss_weight * error.pow(2).mean()
 
 
+RIDGE_PENALTY = 0.01  # times the mean of the inputs' summed squares: a small ridge, enough to keep the solve sound
+
+
+@torch.no_grad()
+def regression_ridge(prediction, target, head_input, head) -> torch.Tensor:
+    """A linear head refitted by ridge regression (`dni.ridge_decay`; `SyntheticGradientHead.keep_ridge`): the
+    window's inputs (with an intercept column) and targets are added to the head's forgotten sums, and the head's
+    weights become the ridge solution of all it has seen, weighted decay^age. Adam's steps jitter around what the
+    head has learned (docs/results/probe); the solution does not. Returns the prediction's loss before the refit.
+    Data-parallel ranks add every rank's sums, so they all solve the same."""
+    loss = (prediction.detach() - target).pow(2).mean()
+    x = torch.cat([head_input.detach(), torch.ones_like(head_input[:, :1])], 1).double()
+    gram, cross = x.T @ x, x.T @ target.double()
+    if torch.distributed.is_available() and torch.distributed.is_initialized():
+        torch.distributed.all_reduce(gram)
+        torch.distributed.all_reduce(cross)
+    head.ridge_gram.mul_(head.ridge_decay).add_(gram)
+    head.ridge_cross.mul_(head.ridge_decay).add_(cross)
+    penalty = torch.full_like(head.ridge_gram[0], RIDGE_PENALTY * head.ridge_gram.diagonal()[:-1].mean().item() + 1e-12)
+    penalty[-1] = 1e-12  # the intercept is not shrunk
+    factor = torch.linalg.cholesky(head.ridge_gram + torch.diag(penalty))
+    solution = torch.cholesky_solve(head.ridge_cross, factor)  # (inputs + 1, outputs)
+    head.output.weight.copy_(solution[:-1].T)
+    head.output.bias.copy_(solution[-1])
+    return loss
+
+
 def regress_synthetic_gradient(head, start: torch.Tensor | None, prediction: torch.Tensor, target: torch.Tensor,
                                weight: float = 1.0, fused: bool = False) -> torch.Tensor:
     """Fills the head's gradients for the regression of `prediction` (the head's SG for the start state) onto
     `target`, and returns the loss, detached. `start` is the head's input for the start state, given for a linear
     head (closed form or fused kernel); None for an MLP head, whose prediction carries its graph (reference)."""
+    if start is not None and getattr(head, "fits_ridge", False):
+        return regression_ridge(prediction, target, start, head)
     if start is None:
         loss = regression_loss_reference(prediction, target, weight)
     elif not fused:

@@ -118,9 +118,10 @@ class HierarchicalCore(nn.Module):
 
         The arithmetic of `unroll`, laid out for reading a split one column at a time: there a tick's segment is a
         4-step nn.LSTM call at batch 1, whose fixed cost is most of the time. Here the embedding's share of the
-        fast core's gates is one matmul for the whole chunk, the slow core's h is read in one product per tick (as the
-        context and by the slow core's next step), and a step is a handful of small operators (the same values to rounding: tests/test_hierarchical.py). Wider batches (validation's
-        columns) amortise that cost and go through `unroll`."""
+        fast core's gates is one matmul for the whole chunk, the slow core's h is read in one product per tick (as
+        the context and by the slow core's next step), and a step is a handful of small operators (the same values
+        to rounding: tests/test_hierarchical.py). Wider batches (validation's columns) amortise that cost and go
+        through `unroll`."""
         if inputs.shape[1] > STEPWISE_BATCH:
             logits, final, _ = self.unroll(inputs, state)
             return CoreOutput(logits, final, None, None)

@@ -74,6 +74,21 @@ class SyntheticGradientHead(nn.Module):
         for name, parameter in self.named_parameters():
             self.register_buffer(self._average_of(name), parameter.detach().clone())
 
+    def keep_ridge(self, decay: float) -> None:
+        """Fit the head by ridge regression instead of Adam (`lmdni.boundary.regression_ridge`): keep the
+        exponentially forgotten (`decay` per window) sums of its inputs' outer products and of inputs times
+        targets, in float64 buffers (in the state dict, so a resumed run refits from the same sums)."""
+        if not self.is_linear:
+            raise ValueError("a ridge-fitted SG head is full-rank linear (no hidden layers, no rank)")
+        self.ridge_decay = float(decay)
+        width, out = self.output.in_features + 1, self.output.out_features  # + 1: the intercept
+        self.register_buffer("ridge_gram", torch.zeros(width, width, dtype=torch.float64))
+        self.register_buffer("ridge_cross", torch.zeros(width, out, dtype=torch.float64))
+
+    @property
+    def fits_ridge(self) -> bool:
+        return getattr(self, "ridge_decay", 0.0) > 0
+
     @staticmethod
     def _average_of(name: str) -> str:
         return "average_" + name.replace(".", "_")
@@ -142,7 +157,7 @@ class LSTMCore(nn.Module):
                  dropout: float = 0.0, sg_hidden_size: int | None = None, sg_num_layers: int = 1,
                  aux_head: bool = False, sg_input: str = "squashed", symbols: str = "embedding",
                  aux_in_target: bool = False, sg_rank: int = 0, lstm_kernel: str = "torch",
-                 sg_average: float = 0.0):
+                 sg_average: float = 0.0, sg_ridge: float = 0.0):
         """`sg_hidden_size=None`: no synthetic-gradient head (plain TBPTT); 0: linear head; >0: MLP head.
         `sg_rank`: > 0 makes the head low-rank (state -> sg_rank -> state).
         `aux_head`: DNI+Aux, a second head predicting the next boundary's synthetic gradient from the start state.
@@ -154,7 +169,9 @@ class LSTMCore(nn.Module):
         `lstm_kernel`: which recurrence runs the LSTM's weights in training, "torch" (nn.LSTM) or "stepwise"
         (`lmdni.lstm`).
         `sg_average`: > 0 injects (and bootstraps from) an exponential moving average of the SG head's weights, this
-        decay per window, while the head itself is what the regression trains (`SyntheticGradientHead.keep_average`)."""
+        decay per window, while the head itself is what the regression trains (`SyntheticGradientHead.keep_average`).
+        `sg_ridge`: > 0 fits the (linear) head by ridge regression on its targets, forgotten at this decay per window,
+        instead of Adam (`SyntheticGradientHead.keep_ridge`)."""
         super().__init__()
         if sg_input not in HEAD_INPUTS:
             raise ValueError(f"sg_input must be raw or squashed, got {sg_input!r}")
@@ -177,6 +194,8 @@ class LSTMCore(nn.Module):
                                    if sg_hidden_size is not None else None)
         if self.synthetic_gradient is not None and sg_average > 0:
             self.synthetic_gradient.keep_average(sg_average)
+        if self.synthetic_gradient is not None and sg_ridge > 0:
+            self.synthetic_gradient.keep_ridge(sg_ridge)
         # DNI+Aux: from the top layer's output at the window's first step, predict the SG that the window's end will
         # produce. It reads an in-graph activation, so its loss also trains the core (see `aux_input` for which
         # part of it). Zero-initialised, like the SG.

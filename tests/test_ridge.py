@@ -1,0 +1,99 @@
+"""`dni.ridge_decay`: the linear SG head is not stepped by Adam but solved each window by ridge regression on every
+target it has seen, forgotten at that decay per window."""
+import pytest
+import torch
+
+from lmdni.boundary import RIDGE_PENALTY, regression_ridge
+from lmdni.errors import ConfigError
+from lmdni.model import SyntheticGradientHead
+
+
+def _trainer(tmp_path, tiny_trainer, decay, method="dni", extra=()):
+    return tiny_trainer(tmp_path, method, [f"dni.ridge_decay={decay}", "dni.scale=0.5", *extra])
+
+
+def _weighted_ridge(batches, decay):
+    """The same solution written out: stacked rows weighted decay^age, the penalty on the weights only."""
+    rows, targets, weights = [], [], []
+    for age, (x, y) in enumerate(reversed(batches)):
+        rows.append(torch.cat([x, torch.ones(len(x), 1)], 1).double())
+        targets.append(y.double())
+        weights.append(torch.full((len(x),), decay ** age, dtype=torch.float64))
+    x, y, w = torch.cat(rows), torch.cat(targets), torch.cat(weights)
+    gram = x.T @ (w[:, None] * x)
+    penalty = torch.full((x.shape[1],), RIDGE_PENALTY * gram.diagonal()[:-1].mean().item() + 1e-12,
+                         dtype=torch.float64)
+    penalty[-1] = 1e-12
+    solution = torch.linalg.solve(gram + torch.diag(penalty), x.T @ (w[:, None] * y))
+    return solution[:-1].T, solution[-1]
+
+
+def test_the_head_is_the_forgotten_ridge_solution_of_its_targets():
+    torch.manual_seed(0)
+    head = SyntheticGradientHead(6)
+    head.keep_ridge(0.5)
+    batches = [(torch.randn(10, 6), torch.randn(10, 6)) for _ in range(4)]
+    for x, y in batches:
+        prediction = head(x).detach()
+        loss = regression_ridge(prediction, y, x, head)
+        assert torch.isclose(loss, (prediction - y).pow(2).mean())  # the loss is the prediction's, before the refit
+    weight, bias = _weighted_ridge(batches, 0.5)
+    torch.testing.assert_close(head.output.weight.double(), weight.float().double(), rtol=0, atol=1e-6)
+    torch.testing.assert_close(head.output.bias.double(), bias.float().double(), rtol=0, atol=1e-6)
+
+
+def test_a_linear_future_gradient_is_recovered():
+    """Targets that are a linear function of the input: the refitted head predicts them."""
+    torch.manual_seed(1)
+    head = SyntheticGradientHead(8)
+    head.keep_ridge(0.9)
+    true_map, true_bias = torch.randn(8, 8), torch.randn(8)
+    for _ in range(20):
+        x = torch.randn(32, 8)
+        regression_ridge(head(x).detach(), x @ true_map.T + true_bias, x, head)
+    x = torch.randn(100, 8)
+    target = x @ true_map.T + true_bias
+    explained = 1 - (head(x).detach() - target).pow(2).sum() / (target - target.mean(0)).pow(2).sum()
+    assert explained > 0.99
+
+
+def test_training_solves_the_head_and_never_steps_it(tmp_path, tiny_trainer):
+    trainer = _trainer(tmp_path, tiny_trainer, 0.8, "dni_aux")
+    head = trainer.model.synthetic_gradient
+    for _ in range(5):
+        trainer.train_window()
+    assert head.output.weight.abs().sum() > 0  # solved: no longer the zero start
+    assert all(p.grad is None for p in head.parameters())  # no gradient for Adam to step with
+    assert all(not trainer.optimizer.state.get(p) for p in head.parameters())
+    assert float(head.ridge_gram[-1, -1]) > 0  # the intercept column's count, forgotten: its rows have been seen
+
+
+def test_resume_with_a_ridge_head_equals_straight(tmp_path, tiny_trainer):
+    straight = _trainer(tmp_path / "s", tiny_trainer, 0.7, "dni_aux")
+    for _ in range(8):
+        straight.train_window()
+    first = _trainer(tmp_path / "r", tiny_trainer, 0.7, "dni_aux")
+    for _ in range(4):
+        first.train_window()
+    snapshot = first.state_dict()
+    resumed = _trainer(tmp_path / "r2", tiny_trainer, 0.7, "dni_aux")
+    resumed.load_state_dict(snapshot)
+    for _ in range(4):
+        resumed.train_window()
+    for key, value in straight.model.state_dict().items():
+        assert torch.equal(resumed.model.state_dict()[key], value), key
+
+
+def test_off_keeps_the_state_dict(tmp_path, tiny_trainer):
+    assert not any("ridge" in key for key in tiny_trainer(tmp_path, "dni").model.state_dict())
+
+
+@pytest.mark.parametrize("extra", [["dni.ridge_decay=1.0"], ["dni.ridge_decay=-0.1"],
+                                   ["dni.ridge_decay=0.9", "dni.head_hidden_size=8"],
+                                   ["dni.ridge_decay=0.9", "dni.head_rank=4"],
+                                   ["dni.ridge_decay=0.9", "dni.head_average=0.5"],
+                                   ["dni.ridge_decay=0.9", "dni.fused=on"]])
+def test_what_a_ridge_head_cannot_be_is_one_line(tmp_path, tiny_trainer, extra):
+    with pytest.raises(ConfigError) as info:
+        tiny_trainer(tmp_path, "dni", extra)
+    assert "\n" not in str(info.value) and "dni.ridge_decay" in str(info.value)
