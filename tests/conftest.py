@@ -56,3 +56,21 @@ def make_tiny_trainer(tmp_path, method, overrides=(), periodic=False):
 def tiny_trainer():
     """The factory `make_tiny_trainer(tmp_path, method, overrides=(), periodic=False)`."""
     return make_tiny_trainer
+
+
+def assert_resume_equals_straight(make, windows: int = 8) -> None:
+    """`make(name)` builds a trainer: one run straight for `windows` windows and one stopped halfway, its
+    `state_dict()` loaded into a fresh trainer that finishes, end with the same model, bit for bit."""
+    straight = make("straight")
+    for _ in range(windows):
+        straight.train_window()
+    first = make("first")
+    for _ in range(windows // 2):
+        first.train_window()
+    resumed = make("resumed")
+    resumed.load_state_dict(first.state_dict())
+    for _ in range(windows - windows // 2):
+        resumed.train_window()
+    for key, value in straight.model.state_dict().items():
+        assert torch.equal(resumed.model.state_dict()[key], value), key
+

@@ -5,6 +5,8 @@ import torch
 
 from lmdni.errors import ConfigError
 
+from .conftest import assert_resume_equals_straight
+
 
 def _trainer(tmp_path, tiny_trainer, average, method="dni", extra=()):
     return tiny_trainer(tmp_path, method, [f"dni.head_average={average}", "dni.lr=0.05", "dni.scale=0.5", *extra])
@@ -50,19 +52,7 @@ def test_no_average_keeps_the_state_dict_and_the_run(tmp_path, tiny_trainer):
 
 
 def test_resume_with_an_average_equals_straight(tmp_path, tiny_trainer):
-    straight = _trainer(tmp_path / "s", tiny_trainer, 0.7, "dni_aux")
-    for _ in range(8):
-        straight.train_window()
-    first = _trainer(tmp_path / "r", tiny_trainer, 0.7, "dni_aux")
-    for _ in range(4):
-        first.train_window()
-    snapshot = first.state_dict()
-    resumed = _trainer(tmp_path / "r2", tiny_trainer, 0.7, "dni_aux")
-    resumed.load_state_dict(snapshot)
-    for _ in range(4):
-        resumed.train_window()
-    for key, value in straight.model.state_dict().items():
-        assert torch.equal(resumed.model.state_dict()[key], value), key
+    assert_resume_equals_straight(lambda name: _trainer(tmp_path / name, tiny_trainer, 0.7, "dni_aux"))
 
 
 @pytest.mark.parametrize("value", ["1.0", "-0.1"])

@@ -5,6 +5,8 @@ import torch
 
 from lmdni.boundary import RIDGE_PENALTY, regression_ridge
 from lmdni.errors import ConfigError
+
+from .conftest import assert_resume_equals_straight
 from lmdni.model import SyntheticGradientHead
 
 
@@ -69,19 +71,7 @@ def test_training_solves_the_head_and_never_steps_it(tmp_path, tiny_trainer):
 
 
 def test_resume_with_a_ridge_head_equals_straight(tmp_path, tiny_trainer):
-    straight = _trainer(tmp_path / "s", tiny_trainer, 0.7, "dni_aux")
-    for _ in range(8):
-        straight.train_window()
-    first = _trainer(tmp_path / "r", tiny_trainer, 0.7, "dni_aux")
-    for _ in range(4):
-        first.train_window()
-    snapshot = first.state_dict()
-    resumed = _trainer(tmp_path / "r2", tiny_trainer, 0.7, "dni_aux")
-    resumed.load_state_dict(snapshot)
-    for _ in range(4):
-        resumed.train_window()
-    for key, value in straight.model.state_dict().items():
-        assert torch.equal(resumed.model.state_dict()[key], value), key
+    assert_resume_equals_straight(lambda name: _trainer(tmp_path / name, tiny_trainer, 0.7, "dni_aux"))
 
 
 def test_off_keeps_the_state_dict(tmp_path, tiny_trainer):
