@@ -156,7 +156,8 @@ def regression_ridge(prediction, target, head_input, head) -> torch.Tensor:
         torch.distributed.all_reduce(cross)
     head.ridge_gram.mul_(head.ridge_decay).add_(gram)
     head.ridge_cross.mul_(head.ridge_decay).add_(cross)
-    penalty = torch.full_like(head.ridge_gram[0], RIDGE_PENALTY * head.ridge_gram.diagonal()[:-1].mean().item() + 1e-12)
+    # on the device, without reading the scale back to the host
+    penalty = (head.ridge_gram.diagonal()[:-1].mean() * RIDGE_PENALTY + 1e-12).expand(len(head.ridge_gram)).clone()
     penalty[-1] = 1e-12  # the intercept is not shrunk
     factor = torch.linalg.cholesky(head.ridge_gram + torch.diag(penalty))
     solution = torch.cholesky_solve(head.ridge_cross, factor)  # (inputs + 1, outputs)
