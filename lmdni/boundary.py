@@ -26,6 +26,10 @@ head's input for the start state (`LSTMCore.head_input`). Three implementations 
 `dni.ridge_decay` > 0 fits a linear head another way: not stepped by Adam but solved, each window, by ridge
 regression on all the targets it has seen, forgotten at that decay per window (`regression_ridge`).
 
+`dni.calibration_decay` > 0 injects the SG times a gain in [0, 1]: how much of its targets the head's predictions
+have explained lately (`update_calibration`). Where the future gradient is noise to the head, the gain falls and
+the SG's noise stays out of the core; where the head predicts it, the gain stays near 1.
+
 `dni.fused`: "auto" uses Triton on CUDA tensors when Triton is importable, "on" demands it, "off" never uses it.
 Tests hold the closed form and the kernel to the reference.
 """
@@ -166,6 +170,20 @@ def regression_ridge(prediction, target, head_input, head) -> torch.Tensor:
     return loss
 
 
+@torch.no_grad()
+def update_calibration(head, prediction, target) -> None:
+    """Adds a window to the calibrated head's sums (`SyntheticGradientHead.keep_calibration`). `prediction` is the
+    head's SG for the start state made before the head learned from `target`, so the sums score held-out
+    predictions, and their ratio (`head.gain`) is the least-squares scalar that best maps them onto their targets:
+    about 1 for a head that predicts its target, about 0 for one whose output is noise around it.
+    Data-parallel ranks add every rank's sums, so they all inject with the same gain."""
+    prediction, target = prediction.detach().double(), target.detach().double()
+    sums = torch.stack([(prediction * target).sum(), prediction.pow(2).sum()])
+    if torch.distributed.is_available() and torch.distributed.is_initialized():
+        torch.distributed.all_reduce(sums)
+    head.calibration_sums.mul_(head.calibration_decay).add_(sums)
+
+
 def regress_synthetic_gradient(head, start: torch.Tensor | None, prediction: torch.Tensor, target: torch.Tensor,
                                weight: float = 1.0, fused: bool = False) -> torch.Tensor:
     """Fills the head's gradients for the regression of `prediction` (the head's SG for the start state) onto
@@ -209,6 +227,7 @@ class Boundary:
     backward = staticmethod(backward_window)
     target = staticmethod(bootstrapped_target)
     aux_loss = staticmethod(aux_loss)
+    calibrate = staticmethod(update_calibration)
 
     def regress(self, head, head_input, prediction, target) -> torch.Tensor:
         """The head's regression (`regress_synthetic_gradient`): `head_input` None for the autograd reference."""

@@ -33,7 +33,7 @@ POSITIVE_INTS = ("model.hidden_size", "model.embedding_size", "trainer.unroll", 
                  "trainer.eval_every", "trainer.eval_batch_size", "dni.head_num_layers")
 NON_NEGATIVE = ("trainer.lr", "trainer.weight_decay", "trainer.clip", "trainer.patience", "dni.lr", "dni.scale",
                 "dni.aux_weight", "dni.head_hidden_size", "dni.head_rank", "dni.warmup_chars",
-                "dni.head_average", "dni.ridge_decay")
+                "dni.head_average", "dni.ridge_decay", "dni.calibration_decay")
 BUDGETS = ("trainer.max_chars", "trainer.max_epochs", "trainer.max_seconds")
 NULLABLE = ("trainer.weight_decay", "model.slow_scale")  # null: the method's own decay (below); dni.scale
 # trainer.weight_decay: null takes the method's own. DNI+Aux's aux loss pulls the core's weights to grow (on
@@ -65,8 +65,8 @@ TrainerSchema = _schema(
     tf32=bool)
 DNISchema = _schema(
     "DNISchema", scale=float, lr=float, head_input=str, head_hidden_size=int, head_num_layers=int,
-    head_rank=int, head_average=float, ridge_decay=float, warmup_chars=int, aux_weight=float, aux_in_target=bool,
-    ablation=str, fused=str)
+    head_rank=int, head_average=float, ridge_decay=float, calibration_decay=float, warmup_chars=int,
+    aux_weight=float, aux_in_target=bool, ablation=str, fused=str)
 RunSchema = _schema("RunSchema", method=str, seed=int, device=str, threads=Optional[int], logger=Optional[str],
                     model=Any, data=Any, trainer=TrainerSchema, dni=DNISchema)
 
@@ -78,7 +78,8 @@ REMOVED = {"dni.loss_weight": "had no effect: the SG head has its own Adam, whic
 # what a config saved by older code lacks, as that code ran it (the upgrade step of every saved config)
 ABSENT_MEANT = {"model.name": "lstm", "model.symbols": "embedding", "model.lstm_kernel": "torch",
                 "dni.head_input": "squashed", "dni.aux_in_target": False, "dni.head_rank": 0, "dni.head_average": 0.0,
-                "dni.ridge_decay": 0.0, "dni.warmup_chars": 0, "dni.ablation": "none", "dni.fused": "auto",
+                "dni.ridge_decay": 0.0, "dni.calibration_decay": 0.0, "dni.warmup_chars": 0, "dni.ablation": "none",
+                "dni.fused": "auto",
                 "trainer.weight_decay": 0.0, "trainer.precision": "fp32", "trainer.compile": False,
                 "trainer.tf32": False, "trainer.on_nonfinite": "stop", "threads": None, "logger": None}
 LSTM_ONLY = ("model.symbols", "model.lstm_kernel")
@@ -176,6 +177,11 @@ def validate(cfg) -> None:
                                     or cfg.dni.head_average > 0 or cfg.dni.fused == "on"):
         raise ConfigError("dni.ridge_decay fits a full-rank linear head by ridge regression: not with "
                           "dni.head_hidden_size, dni.head_rank, dni.head_average or dni.fused=on")
+    if not cfg.dni.calibration_decay < 1:
+        raise ConfigError(f"dni.calibration_decay is a decay per window, below 1 (0: the SG is injected as "
+                          f"predicted), got {cfg.dni.calibration_decay!r}")
+    if cfg.dni.calibration_decay > 0 and cfg.dni.head_average > 0:
+        raise ConfigError("dni.calibration_decay calibrates the head's own predictions: not with dni.head_average")
     if cfg.dni.head_rank > 0 and cfg.dni.head_hidden_size > 0:
         raise ConfigError("dni.head_rank and dni.head_hidden_size exclude each other: a low-rank linear head or an MLP")
     if cfg.get("logger") not in (None, "tensorboard"):
@@ -200,6 +206,9 @@ def validate_hierarchical(cfg) -> None:
         raise ConfigError("model=hierarchical injects its heads' own SGs (dni.head_average > 0 is the LSTM core's)")
     if cfg.dni.ridge_decay > 0:
         raise ConfigError("model=hierarchical fits its heads by Adam (dni.ridge_decay > 0 is the LSTM core's)")
+    if cfg.dni.calibration_decay > 0:
+        raise ConfigError("model=hierarchical injects its heads' SGs as predicted (dni.calibration_decay > 0 is the "
+                          "LSTM core's)")
     if cfg.dni.aux_in_target:
         raise ConfigError("model=hierarchical keeps the aux loss out of every head's target "
                           "(dni.aux_in_target=true is the LSTM core's)")

@@ -85,6 +85,23 @@ class SyntheticGradientHead(nn.Module):
         self.register_buffer("ridge_gram", torch.zeros(width, width, dtype=torch.float64))
         self.register_buffer("ridge_cross", torch.zeros(width, out, dtype=torch.float64))
 
+    def keep_calibration(self, decay: float) -> None:
+        """Inject the SG times its gain (`lmdni.boundary.calibrated_gain`): keep, in a float64 buffer, the sums
+        (forgotten at `decay` per window) of <prediction, target> and <prediction, prediction> over the start
+        state's predictions, each made before the head learned from that window's target."""
+        self.calibration_decay = float(decay)
+        self.register_buffer("calibration_sums", torch.zeros(2, dtype=torch.float64))
+
+    @property
+    def calibrates(self) -> bool:
+        return getattr(self, "calibration_decay", 0.0) > 0
+
+    @property
+    def gain(self) -> torch.Tensor:
+        """The least-squares coefficient of the targets on the predictions, clipped to [0, 1] (0 before any)."""
+        product, square = self.calibration_sums
+        return (product / square.clamp_min(1e-300)).clamp(0.0, 1.0).float()
+
     @property
     def fits_ridge(self) -> bool:
         return getattr(self, "ridge_decay", 0.0) > 0
@@ -157,7 +174,7 @@ class LSTMCore(nn.Module):
                  dropout: float = 0.0, sg_hidden_size: int | None = None, sg_num_layers: int = 1,
                  aux_head: bool = False, sg_input: str = "squashed", symbols: str = "embedding",
                  aux_in_target: bool = False, sg_rank: int = 0, lstm_kernel: str = "torch",
-                 sg_average: float = 0.0, sg_ridge: float = 0.0):
+                 sg_average: float = 0.0, sg_ridge: float = 0.0, sg_calibration: float = 0.0):
         """`sg_hidden_size=None`: no synthetic-gradient head (plain TBPTT); 0: linear head; >0: MLP head.
         `sg_rank`: > 0 makes the head low-rank (state -> sg_rank -> state).
         `aux_head`: DNI+Aux, a second head predicting the next boundary's synthetic gradient from the start state.
@@ -171,7 +188,9 @@ class LSTMCore(nn.Module):
         `sg_average`: > 0 injects (and bootstraps from) an exponential moving average of the SG head's weights, this
         decay per window, while the head itself is what the regression trains (`SyntheticGradientHead.keep_average`).
         `sg_ridge`: > 0 fits the (linear) head by ridge regression on its targets, forgotten at this decay per window,
-        instead of Adam (`SyntheticGradientHead.keep_ridge`)."""
+        instead of Adam (`SyntheticGradientHead.keep_ridge`).
+        `sg_calibration`: > 0 injects the SG times its calibrated gain, its held-out predictions' least-squares fit
+        to their targets over windows forgotten at this decay (`SyntheticGradientHead.keep_calibration`)."""
         super().__init__()
         if sg_input not in HEAD_INPUTS:
             raise ValueError(f"sg_input must be raw or squashed, got {sg_input!r}")
@@ -196,6 +215,8 @@ class LSTMCore(nn.Module):
             self.synthetic_gradient.keep_average(sg_average)
         if self.synthetic_gradient is not None and sg_ridge > 0:
             self.synthetic_gradient.keep_ridge(sg_ridge)
+        if self.synthetic_gradient is not None and sg_calibration > 0:
+            self.synthetic_gradient.keep_calibration(sg_calibration)
         # DNI+Aux: from the top layer's output at the window's first step, predict the SG that the window's end will
         # produce. It reads an in-graph activation, so its loss also trains the core (see `aux_input` for which
         # part of it). Zero-initialised, like the SG.
@@ -226,8 +247,11 @@ class LSTMCore(nn.Module):
         return torch.cat([state[:, :cells], torch.tanh(state[:, cells:])], 1)
 
     def injected_synthetic_gradient(self, state: torch.Tensor) -> torch.Tensor:
-        """The SG a window injects for `state` (and bootstraps from): the head's, or its average's (`sg_average`)."""
-        return self.synthetic_gradient.averaged(self.head_input(state))
+        """The SG a window injects for `state` (and bootstraps from), before `dni.scale`: the head's, or its
+        average's (`sg_average`), times its gain where it is calibrated (`sg_calibration`)."""
+        head = self.synthetic_gradient
+        predicted = head.averaged(self.head_input(state))
+        return predicted * head.gain if head.calibrates else predicted
 
     def forward(self, inputs: torch.Tensor, state: torch.Tensor, with_synthetic_gradient: bool = True) -> CoreOutput:
         """inputs (T, B) symbol ids; state (B, state_size). The head reads the states *detached*: its regression

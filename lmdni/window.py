@@ -9,7 +9,7 @@ Both use `lmdni.boundary` for the DNI step. One LSTM window, DNI:
 
     start  = carried state, detached, requiring grad (a leaf: the gradient that reaches it is the SG's target)
     out    = core(x, start)                        logits, final state, SG(final), SG(start): one forward call
-    backward(window loss  +  scale · SG(final) seeded at the final state)
+    backward(window loss  +  scale · SG(final) seeded at the final state)     (times its gain: dni.calibration_decay)
     target = gradient at start                     bootstrapped: true in-window gradient + the SG pulled back
     head  ← regression of SG(start) onto target    its own Adam group, its own learning rate
 
@@ -102,13 +102,18 @@ class TruncatedWindow:
         boundary, head = self.boundary, self.model.synthetic_gradient
         # warm-up: the head learns its (then purely in-window) target and nothing is injected, so the core trains as
         # TBPTT does (DNI+Aux: plus its aux loss)
-        injected = boundary.inject(out.final_synthetic_gradient, ends_pass, warm)
+        final_sg = out.final_synthetic_gradient
+        # a calibrated head injects its SG times its gain; the aux head still predicts the SG itself, whose
+        # variation is the auxiliary task's signal even where the gain is near 0
+        injected = boundary.inject(final_sg * head.gain if head.calibrates else final_sg, ends_pass, warm)
         aux = extra = None
         if out.aux_prediction is not None:
             aux = boundary.aux_loss(out.aux_prediction, out.final_synthetic_gradient)
             extra = boundary.aux_weight * aux
         boundary.backward(loss_sum, n_tokens, out.state, injected, extra)
         target = boundary.target(start, n_tokens)
+        if head.calibrates:  # scored before the regression: the start's prediction has not seen this target
+            boundary.calibrate(head, out.start_synthetic_gradient, target)
         sg_loss = boundary.regress(head, out.start_head_input, out.start_synthetic_gradient, target)
         cosine = None
         if step % COSINE_EVERY == 0:

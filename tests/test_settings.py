@@ -11,6 +11,7 @@ OTHER = {"scale": ["dni.scale=0.5"], "lr": ["dni.lr=0.05"], "head_input": ["dni.
          "head_hidden_size": ["dni.head_hidden_size=8"],
          "head_num_layers": ["dni.head_hidden_size=8", "dni.head_num_layers=2"], "head_rank": ["dni.head_rank=4"],
          "head_average": ["dni.head_average=0.5"], "ridge_decay": ["dni.ridge_decay=0.9"],
+         "calibration_decay": ["dni.calibration_decay=0.9"],
          "warmup_chars": ["dni.warmup_chars=1000000"], "aux_weight": ["dni.aux_weight=0.5"],
          "aux_in_target": ["dni.aux_in_target=true"], "ablation": ["dni.ablation=shuffle"], "fused": ["dni.fused=on"]}
 ONLY_DNI_AUX = ("aux_weight", "aux_in_target")  # DNI+Aux's own keys: plain DNI has no aux task to weigh
