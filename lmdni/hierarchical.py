@@ -25,7 +25,8 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from .model import CoreOutput, SyntheticGradientHead, zero_linear
+from .head import SyntheticGradientHead, zero_linear
+from .model import CoreOutput
 
 
 STEPWISE_BATCH = 4  # up to this many columns, evaluation steps the fast core itself (`HierarchicalCore.forward`)

@@ -157,6 +157,9 @@ class Trainer:
         record.update(fields)
         # two timescales report no cosine: its heads' agreement is scripts/hierarchical_fidelity.py's
         record.update(interval.fields(self.dni, self.window.reports_cosine, self.aux), **memory_fields(self.device))
+        head = getattr(self.model, "synthetic_gradient", None)
+        if getattr(head, "calibrates", False):  # dni.calibration_decay: the gain the next window injects with
+            record["sg_gain"] = float(head.gain)
         improved = self.task.better(score, self.best_score)
         self.evals += 1
         if improved:

@@ -29,7 +29,7 @@ import torch.nn.functional as F
 from tqdm.auto import tqdm
 
 from lmdni.fidelity import probe_stream
-from lmdni.model import zero_linear
+from lmdni.head import zero_linear
 from lmdni.probe import collect, explained, fit_ridge
 from lmdni.run import load_run
 from lmdni.window import summed_loss

@@ -5,7 +5,7 @@ import torch
 
 from lmdni.boundary import update_calibration
 from lmdni.errors import ConfigError
-from lmdni.model import SyntheticGradientHead
+from lmdni.head import SyntheticGradientHead
 
 from .conftest import assert_resume_equals_straight
 
@@ -103,6 +103,17 @@ def test_the_probe_reads_the_injected_sg_times_the_gain(tmp_path, tiny_trainer):
     head, state = model.synthetic_gradient, torch.randn(4, model.state_size)
     assert 0 < float(head.gain) < 1
     torch.testing.assert_close(model.injected_synthetic_gradient(state), head(model.head_input(state)) * head.gain)
+
+
+def test_metrics_report_the_gain(tmp_path, tiny_trainer):
+    import json
+
+    from lmdni.metrics import MetricsLog
+
+    trainer = _trainer(tmp_path, tiny_trainer, 0.9, extra=["trainer.max_chars=120", "trainer.eval_every=60"])
+    trainer.train(MetricsLog(tmp_path / "metrics.jsonl"))
+    records = [json.loads(line) for line in (tmp_path / "metrics.jsonl").read_text().splitlines()]
+    assert len(records) == 2 and records[-1]["sg_gain"] == pytest.approx(float(trainer.model.synthetic_gradient.gain))
 
 
 def test_resume_with_a_calibrated_head_equals_straight(tmp_path, tiny_trainer):

@@ -320,7 +320,7 @@ def test_low_rank_head_closed_form_equals_autograd_and_starts_at_zero():
     """`dni.head_rank=r`: state -> r -> state, output zero-initialised; its closed-form regression gradients (both
     factors and the bias) are autograd's (float64)."""
     from lmdni.boundary import regress_synthetic_gradient, regression_loss_reference
-    from lmdni.model import SyntheticGradientHead
+    from lmdni.head import SyntheticGradientHead
 
     torch.manual_seed(0)
     head = SyntheticGradientHead(20, rank=4).double()
@@ -364,7 +364,7 @@ def test_low_rank_and_mlp_heads_exclude_each_other_and_the_kernel():
     with pytest.raises(ConfigError, match="exclude each other"):
         validate(compose(["method=dni", "dni.head_rank=4", "dni.head_hidden_size=8"]))
     from lmdni.boundary import resolve_fused
-    from lmdni.model import SyntheticGradientHead
+    from lmdni.head import SyntheticGradientHead
 
     with pytest.raises(ConfigError, match="full-rank linear SG head only"):
         resolve_fused("on", torch.device("cuda"), SyntheticGradientHead(8, rank=2))

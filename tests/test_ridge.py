@@ -7,7 +7,7 @@ from lmdni.boundary import RIDGE_PENALTY, regression_ridge
 from lmdni.errors import ConfigError
 
 from .conftest import assert_resume_equals_straight
-from lmdni.model import SyntheticGradientHead
+from lmdni.head import SyntheticGradientHead
 
 
 def _trainer(tmp_path, tiny_trainer, decay, method="dni", extra=()):
