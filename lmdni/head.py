@@ -61,8 +61,8 @@ class SyntheticGradientHead(nn.Module):
         self.register_buffer("ridge_cross", torch.zeros(width, out, dtype=torch.float64))
 
     def keep_calibration(self, decay: float) -> None:
-        """Inject the SG times its gain (`lmdni.boundary.calibrated_gain`): keep, in a float64 buffer, the sums
-        (forgotten at `decay` per window) of <prediction, target> and <prediction, prediction> over the start
+        """Inject the SG times its `gain` (`lmdni.boundary.update_calibration`): keep, in a float64 buffer, the
+        sums (forgotten at `decay` per window) of <prediction, target> and <prediction, prediction> over the start
         state's predictions, each made before the head learned from that window's target."""
         self.calibration_decay = float(decay)
         self.register_buffer("calibration_sums", torch.zeros(2, dtype=torch.float64))
