@@ -40,6 +40,7 @@ import os
 import torch
 import torch.nn.functional as F
 
+from .distributed import sum_over_ranks_
 from .errors import ConfigError
 
 
@@ -155,9 +156,7 @@ def regression_ridge(prediction, target, head_input, head) -> torch.Tensor:
     loss = (prediction.detach() - target).pow(2).mean()
     x = torch.cat([head_input.detach(), torch.ones_like(head_input[:, :1])], 1).double()
     gram, cross = x.T @ x, x.T @ target.double()
-    if torch.distributed.is_available() and torch.distributed.is_initialized():
-        torch.distributed.all_reduce(gram)
-        torch.distributed.all_reduce(cross)
+    sum_over_ranks_(gram, cross)
     head.ridge_gram.mul_(head.ridge_decay).add_(gram)
     head.ridge_cross.mul_(head.ridge_decay).add_(cross)
     # on the device, without reading the scale back to the host
@@ -179,8 +178,7 @@ def update_calibration(head, prediction, target) -> None:
     Data-parallel ranks add every rank's sums, so they all inject with the same gain."""
     prediction, target = prediction.detach().double(), target.detach().double()
     sums = torch.stack([(prediction * target).sum(), prediction.pow(2).sum()])
-    if torch.distributed.is_available() and torch.distributed.is_initialized():
-        torch.distributed.all_reduce(sums)
+    sum_over_ranks_(sums)
     head.calibration_sums.mul_(head.calibration_decay).add_(sums)
 
 

@@ -21,6 +21,14 @@ import torch.distributed as dist
 from .errors import ConfigError
 
 
+def sum_over_ranks_(*tensors: torch.Tensor) -> None:
+    """In place, each tensor becomes its sum over the data-parallel ranks; nothing happens in a single process. For
+    code that holds no `Distributed` (the SG head's running sums, `lmdni.boundary`)."""
+    if dist.is_available() and dist.is_initialized():
+        for tensor in tensors:
+            dist.all_reduce(tensor)
+
+
 class Distributed:
     def __init__(self):
         self.world = int(os.environ.get("WORLD_SIZE", "1"))

@@ -108,7 +108,7 @@ class TruncatedWindow:
         injected = boundary.inject(final_sg * head.gain if head.calibrates else final_sg, ends_pass, warm)
         aux = extra = None
         if out.aux_prediction is not None:
-            aux = boundary.aux_loss(out.aux_prediction, out.final_synthetic_gradient)
+            aux = boundary.aux_loss(out.aux_prediction, final_sg)
             extra = boundary.aux_weight * aux
         boundary.backward(loss_sum, n_tokens, out.state, injected, extra)
         target = boundary.target(start, n_tokens)
