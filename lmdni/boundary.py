@@ -66,6 +66,13 @@ def bootstrapped_target(start_state: torch.Tensor, n_tokens: int) -> torch.Tenso
     return start_state.grad.detach() * n_tokens
 
 
+def pull_back(final_state: torch.Tensor, start_state: torch.Tensor, gradient: torch.Tensor) -> torch.Tensor:
+    """(∂final/∂start)ᵀ·gradient, in summed units, keeping the window's graph for its backward: the bootstrapped
+    target's part for an SG other than the injected one (`dni.head_average_use`: the two SGs' difference). One more
+    backward through the recurrence, so it costs about what the window's own backward does through it."""
+    return torch.autograd.grad(final_state, start_state, gradient.detach(), retain_graph=True)[0]
+
+
 def injected_gradient(synthetic_gradient: torch.Tensor | None, scale: float, ends_pass: bool,
                       ablation: str = "none"):
     """Where the stream restarts there is no future, so nothing is injected; scale 0 injects nothing at all.
@@ -226,6 +233,7 @@ class Boundary:
     target = staticmethod(bootstrapped_target)
     aux_loss = staticmethod(aux_loss)
     calibrate = staticmethod(update_calibration)
+    pull_back = staticmethod(pull_back)
 
     def regress(self, head, head_input, prediction, target) -> torch.Tensor:
         """The head's regression (`regress_synthetic_gradient`): `head_input` None for the autograd reference."""

@@ -20,6 +20,11 @@ from .errors import ConfigError
 METHODS = ("bptt", "dni", "dni_aux")
 HEAD_INPUTS = ("squashed", "raw")
 LSTM_KERNELS = ("torch", "stepwise")  # lmdni.lstm
+# where an averaged head (`dni.head_average`) stands in for the head itself: "both", the SG injected at the window's
+# end and the one its bootstrapped target is formed with; "injection", the injected SG only (the core follows the
+# smoothed head, the regression bootstraps from the head it trains); "target", the target's only (the actor-critic
+# arrangement: the core follows the head, the head's target bootstraps from its lagging average)
+AVERAGE_USES = ("both", "injection", "target")
 
 CHOICES = {
     "method": METHODS,
@@ -27,6 +32,7 @@ CHOICES = {
     "trainer.precision": ("fp32", "bf16"),
     "dni.head_input": HEAD_INPUTS,
     "dni.ablation": ("none", "shuffle"),
+    "dni.head_average_use": AVERAGE_USES,
     "dni.fused": ("auto", "on", "off"),
 }
 POSITIVE_INTS = ("model.hidden_size", "model.embedding_size", "trainer.unroll", "trainer.batch_size",
@@ -65,7 +71,7 @@ TrainerSchema = _schema(
     tf32=bool)
 DNISchema = _schema(
     "DNISchema", scale=float, lr=float, head_input=str, head_hidden_size=int, head_num_layers=int,
-    head_rank=int, head_average=float, ridge_decay=float, calibration_decay=float, warmup_chars=int,
+    head_rank=int, head_average=float, head_average_use=str, ridge_decay=float, calibration_decay=float, warmup_chars=int,
     aux_weight=float, aux_in_target=bool, ablation=str, fused=str)
 RunSchema = _schema("RunSchema", method=str, seed=int, device=str, threads=Optional[int], logger=Optional[str],
                     model=Any, data=Any, trainer=TrainerSchema, dni=DNISchema)
@@ -78,6 +84,7 @@ REMOVED = {"dni.loss_weight": "had no effect: the SG head has its own Adam, whic
 # what a config saved by older code lacks, as that code ran it (the upgrade step of every saved config)
 ABSENT_MEANT = {"model.name": "lstm", "model.symbols": "embedding", "model.lstm_kernel": "torch",
                 "dni.head_input": "squashed", "dni.aux_in_target": False, "dni.head_rank": 0, "dni.head_average": 0.0,
+                "dni.head_average_use": "both",
                 "dni.ridge_decay": 0.0, "dni.calibration_decay": 0.0, "dni.warmup_chars": 0, "dni.ablation": "none",
                 "dni.fused": "auto",
                 "trainer.weight_decay": 0.0, "trainer.precision": "fp32", "trainer.compile": False,
@@ -170,6 +177,12 @@ def validate(cfg) -> None:
     if not cfg.dni.head_average < 1:
         raise ConfigError(f"dni.head_average is a decay per window, below 1 (0: no average), got "
                           f"{cfg.dni.head_average!r}")
+    if cfg.dni.head_average_use != "both" and not cfg.dni.head_average > 0:
+        raise ConfigError(f"dni.head_average_use={cfg.dni.head_average_use} says where the head's average is used: "
+                          "set dni.head_average > 0 with it")
+    if cfg.dni.head_average_use != "both" and cfg.dni.ablation != "none":
+        raise ConfigError("dni.head_average_use=injection|target is not an ablation's control: use "
+                          "dni.ablation=none with it")
     if not cfg.dni.ridge_decay < 1:
         raise ConfigError(f"dni.ridge_decay is a decay per window, below 1 (0: the head is fitted by Adam), got "
                           f"{cfg.dni.ridge_decay!r}")

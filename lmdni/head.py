@@ -8,6 +8,9 @@ import torch
 from torch import nn
 from torch.func import functional_call
 
+from .config import AVERAGE_USES
+
+
 
 def zero_linear(in_features: int, out_features: int) -> nn.Linear:
     """A linear layer whose weight and bias start at exactly zero: a prediction head that predicts nothing until it
@@ -41,11 +44,14 @@ class SyntheticGradientHead(nn.Module):
         self.output = zero_linear(rank or width, state_size)
         self.hidden = nn.Sequential(*layers)
 
-    def keep_average(self, decay: float) -> None:
+    def keep_average(self, decay: float, use: str = "both") -> None:
         """Keep an exponential moving average of the head's weights (`decay` per window, in buffers: in the state
         dict, out of the optimizer), for `averaged`. The run's head is trained on a noisy target with Adam, so its
-        weights jitter around what it has learned; their average is what it has learned (docs/results/probe)."""
-        self.average_decay = float(decay)
+        weights jitter around what it has learned; their average is what it has learned (docs/results/probe).
+        `use`: where the average stands in for the head (`AVERAGE_USES`)."""
+        if use not in AVERAGE_USES:
+            raise ValueError(f"the average's use must be one of {', '.join(AVERAGE_USES)}, got {use!r}")
+        self.average_decay, self.average_use = float(decay), use
         for name, parameter in self.named_parameters():
             self.register_buffer(self._average_of(name), parameter.detach().clone())
 
@@ -88,6 +94,17 @@ class SyntheticGradientHead(nn.Module):
     @property
     def keeps_average(self) -> bool:
         return getattr(self, "average_decay", 0.0) > 0
+
+    @property
+    def injects_average(self) -> bool:
+        """The window's end injects the average's SG (else the head's own)."""
+        return self.keeps_average and self.average_use in ("both", "injection")
+
+    @property
+    def splits_average(self) -> bool:
+        """The injected SG and the one the bootstrapped target is formed with differ (one the head's, one the
+        average's), so the window pulls their difference back through itself (`lmdni.boundary.pull_back`)."""
+        return self.keeps_average and self.average_use != "both"
 
     @torch.no_grad()
     def update_average(self) -> None:

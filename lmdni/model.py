@@ -66,7 +66,8 @@ class LSTMCore(nn.Module):
                  dropout: float = 0.0, sg_hidden_size: int | None = None, sg_num_layers: int = 1,
                  aux_head: bool = False, sg_input: str = "squashed", symbols: str = "embedding",
                  aux_in_target: bool = False, sg_rank: int = 0, lstm_kernel: str = "torch",
-                 sg_average: float = 0.0, sg_ridge: float = 0.0, sg_calibration: float = 0.0):
+                 sg_average: float = 0.0, sg_ridge: float = 0.0, sg_calibration: float = 0.0,
+                 sg_average_use: str = "both"):
         """`sg_hidden_size=None`: no synthetic-gradient head (plain TBPTT); 0: linear head; >0: MLP head.
         `sg_rank`: > 0 makes the head low-rank (state -> sg_rank -> state).
         `aux_head`: DNI+Aux, a second head predicting the next boundary's synthetic gradient from the start state.
@@ -78,7 +79,8 @@ class LSTMCore(nn.Module):
         `lstm_kernel`: which recurrence runs the LSTM's weights in training, "torch" (nn.LSTM) or "stepwise"
         (`lmdni.lstm`).
         `sg_average`: > 0 injects (and bootstraps from) an exponential moving average of the SG head's weights, this
-        decay per window, while the head itself is what the regression trains (`SyntheticGradientHead.keep_average`).
+        decay per window, while the head itself is what the regression trains (`SyntheticGradientHead.keep_average`);
+        `sg_average_use` says where the average stands in for the head: "both", "injection" or "target".
         `sg_ridge`: > 0 fits the (linear) head by ridge regression on its targets, forgotten at this decay per window,
         instead of Adam (`SyntheticGradientHead.keep_ridge`).
         `sg_calibration`: > 0 injects the SG times its calibrated gain, its held-out predictions' least-squares fit
@@ -104,7 +106,7 @@ class LSTMCore(nn.Module):
         self.synthetic_gradient = (SyntheticGradientHead(self.state_size, sg_hidden_size, sg_num_layers, sg_rank)
                                    if sg_hidden_size is not None else None)
         if self.synthetic_gradient is not None and sg_average > 0:
-            self.synthetic_gradient.keep_average(sg_average)
+            self.synthetic_gradient.keep_average(sg_average, sg_average_use)
         if self.synthetic_gradient is not None and sg_ridge > 0:
             self.synthetic_gradient.keep_ridge(sg_ridge)
         if self.synthetic_gradient is not None and sg_calibration > 0:
@@ -140,9 +142,11 @@ class LSTMCore(nn.Module):
 
     def injected_synthetic_gradient(self, state: torch.Tensor) -> torch.Tensor:
         """The SG a window injects for `state` (and bootstraps from), before `dni.scale`: the head's, or its
-        average's (`sg_average`), times its gain where it is calibrated (`sg_calibration`)."""
+        average's where the average is injected (`sg_average`), times its gain where it is calibrated
+        (`sg_calibration`)."""
         head = self.synthetic_gradient
-        predicted = head.averaged(self.head_input(state))
+        features = self.head_input(state)
+        predicted = head.averaged(features) if head.injects_average else head(features)
         return predicted * head.gain if head.calibrates else predicted
 
     def forward(self, inputs: torch.Tensor, state: torch.Tensor, with_synthetic_gradient: bool = True) -> CoreOutput:
@@ -183,9 +187,10 @@ class LSTMCore(nn.Module):
         (a shared graph would make the regression's backward run over twice the rows, half of them zeros)."""
         final, head = unrolled.state, self.synthetic_gradient
         start_input = None
-        if head.keeps_average:  # two weight sets: the final state's SG is the average's, the start's the head's
+        if head.keeps_average:  # two weight sets: the final state's SG is the injected one's, the start's the head's
             with torch.no_grad():
-                final_sg = head.averaged(self.head_input(final.detach()))
+                final_input = self.head_input(final.detach())
+                final_sg = head.averaged(final_input) if head.injects_average else head(final_input)
             if head.closed_form:
                 with torch.no_grad():
                     start_input = self.head_input(start.detach())

@@ -11,6 +11,7 @@ Both use `lmdni.boundary` for the DNI step. One LSTM window, DNI:
     out    = core(x, start)                        logits, final state, SG(final), SG(start): one forward call
     backward(window loss  +  scale · SG(final) seeded at the final state)     (times its gain: dni.calibration_decay)
     target = gradient at start                     bootstrapped: true in-window gradient + the SG pulled back
+             (dni.head_average_use injection|target: + the other SG's difference, pulled back on its own)
     head  ← regression of SG(start) onto target    its own Adam group, its own learning rate
 
 The forward is the model's unroll and a summed cross-entropy, optionally under bf16 autocast or torch.compile
@@ -106,12 +107,19 @@ class TruncatedWindow:
         # a calibrated head injects its SG times its gain; the aux head still predicts the SG itself, whose
         # variation is the auxiliary task's signal even where the gain is near 0
         injected = boundary.inject(final_sg * head.gain if head.calibrates else final_sg, ends_pass, warm)
+        own_sg, difference = final_sg, None
+        if head.splits_average:  # the target is formed with the SG not injected: pull back the difference too
+            target_sg, own_sg = self._other_synthetic_gradient(out.state, final_sg)
+            difference = boundary.inject(target_sg - final_sg, ends_pass, warm)
         aux = extra = None
         if out.aux_prediction is not None:
-            aux = boundary.aux_loss(out.aux_prediction, final_sg)
+            aux = boundary.aux_loss(out.aux_prediction, own_sg)
             extra = boundary.aux_weight * aux
+        pulled = None if difference is None else boundary.pull_back(out.state, start, difference)
         boundary.backward(loss_sum, n_tokens, out.state, injected, extra)
         target = boundary.target(start, n_tokens)
+        if pulled is not None:
+            target = target + pulled
         if head.calibrates:  # scored before the regression: the start's prediction has not seen this target
             boundary.calibrate(head, out.start_synthetic_gradient, target)
         sg_loss = boundary.regress(head, out.start_head_input, out.start_synthetic_gradient, target)
@@ -121,6 +129,17 @@ class TruncatedWindow:
                                          eps=1e-12)
         return WindowResult(out.state.detach(), loss_sum.detach(), sg_loss.detach(),
                             None if aux is None else aux.detach(), cosine)
+
+    @torch.no_grad()
+    def _other_synthetic_gradient(self, final_state, injected_sg):
+        """For a head whose average is injected or bootstraps, not both: (the final state's SG the target is
+        formed with, the head's own SG there, which the aux head predicts)."""
+        head = self.model.synthetic_gradient
+        features = self.model.head_input(final_state.detach())
+        if head.average_use == "injection":
+            own = head(features)
+            return own, own
+        return head.averaged(features), injected_sg
 
     def state_dict(self) -> None:
         return None  # nothing lives across windows but the carried state, which the trainer keeps
