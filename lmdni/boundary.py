@@ -157,9 +157,10 @@ RIDGE_PENALTY = 0.01  # times the mean of the inputs' summed squares: a small ri
 def regression_ridge(prediction, target, head_input, head) -> torch.Tensor:
     """A linear head refitted by ridge regression (`dni.ridge_decay`; `SyntheticGradientHead.keep_ridge`): the
     window's inputs (with an intercept column) and targets are added to the head's forgotten sums, and the head's
-    weights become the ridge solution of all it has seen, weighted decay^age. Adam's steps jitter around what the
-    head has learned (docs/results/probe); the solution does not. Returns the prediction's loss before the refit.
-    Data-parallel ranks add every rank's sums, so they all solve the same."""
+    weights (or, where the solution is kept beside the head, `ridge_weight` and `ridge_bias`) become the ridge
+    solution of all it has seen, weighted decay^age. Adam's steps jitter around what the head has learned
+    (docs/results/probe); the solution does not. Returns the prediction's loss before the refit. Data-parallel
+    ranks add every rank's sums, so they all solve the same."""
     loss = (prediction.detach() - target).pow(2).mean()
     x = torch.cat([head_input.detach(), torch.ones_like(head_input[:, :1])], 1).double()
     gram, cross = x.T @ x, x.T @ target.double()
@@ -171,8 +172,10 @@ def regression_ridge(prediction, target, head_input, head) -> torch.Tensor:
     penalty[-1] = 1e-12  # the intercept is not shrunk
     factor = torch.linalg.cholesky(head.ridge_gram + torch.diag(penalty))
     solution = torch.cholesky_solve(head.ridge_cross, factor)  # (inputs + 1, outputs)
-    head.output.weight.copy_(solution[:-1].T)
-    head.output.bias.copy_(solution[-1])
+    weight, bias = (head.ridge_weight, head.ridge_bias) if head.ridge_injects else (head.output.weight,
+                                                                                    head.output.bias)
+    weight.copy_(solution[:-1].T)
+    bias.copy_(solution[-1])
     return loss
 
 
@@ -195,7 +198,9 @@ def regress_synthetic_gradient(head, start: torch.Tensor | None, prediction: tor
     `target`, and returns the loss, detached. `start` is the head's input for the start state, given for a linear
     head (closed form or fused kernel); None for an MLP head, whose prediction carries its graph (reference)."""
     if start is not None and getattr(head, "fits_ridge", False):
-        return regression_ridge(prediction, target, start, head)
+        if not head.ridge_injects:
+            return regression_ridge(prediction, target, start, head)
+        regression_ridge(prediction, target, start, head)  # the solution beside the head; Adam still trains it
     if start is None:
         loss = regression_loss_reference(prediction, target, weight)
     elif not fused:

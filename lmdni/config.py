@@ -25,6 +25,9 @@ LSTM_KERNELS = ("torch", "stepwise")  # lmdni.lstm
 # smoothed head, the regression bootstraps from the head it trains); "target", the target's only (the actor-critic
 # arrangement: the core follows the head, the head's target bootstraps from its lagging average)
 AVERAGE_USES = ("both", "injection", "target")
+# what a ridge solution (`dni.ridge_decay`) is: "head", the head itself, not stepped by Adam; "injection", a second
+# weight set beside the Adam-trained head, injected and bootstrapped from, while the aux head predicts the head's SG
+RIDGE_USES = ("head", "injection")
 
 CHOICES = {
     "method": METHODS,
@@ -33,6 +36,7 @@ CHOICES = {
     "dni.head_input": HEAD_INPUTS,
     "dni.ablation": ("none", "shuffle"),
     "dni.head_average_use": AVERAGE_USES,
+    "dni.ridge_use": RIDGE_USES,
     "dni.fused": ("auto", "on", "off"),
 }
 POSITIVE_INTS = ("model.hidden_size", "model.embedding_size", "trainer.unroll", "trainer.batch_size",
@@ -71,7 +75,8 @@ TrainerSchema = _schema(
     tf32=bool)
 DNISchema = _schema(
     "DNISchema", scale=float, lr=float, head_input=str, head_hidden_size=int, head_num_layers=int,
-    head_rank=int, head_average=float, head_average_use=str, ridge_decay=float, calibration_decay=float, warmup_chars=int,
+    head_rank=int, head_average=float, head_average_use=str, ridge_decay=float, ridge_use=str,
+    calibration_decay=float, warmup_chars=int,
     aux_weight=float, aux_in_target=bool, ablation=str, fused=str)
 RunSchema = _schema("RunSchema", method=str, seed=int, device=str, threads=Optional[int], logger=Optional[str],
                     model=Any, data=Any, trainer=TrainerSchema, dni=DNISchema)
@@ -85,7 +90,8 @@ REMOVED = {"dni.loss_weight": "had no effect: the SG head has its own Adam, whic
 ABSENT_MEANT = {"model.name": "lstm", "model.symbols": "embedding", "model.lstm_kernel": "torch",
                 "dni.head_input": "squashed", "dni.aux_in_target": False, "dni.head_rank": 0, "dni.head_average": 0.0,
                 "dni.head_average_use": "both",
-                "dni.ridge_decay": 0.0, "dni.calibration_decay": 0.0, "dni.warmup_chars": 0, "dni.ablation": "none",
+                "dni.ridge_decay": 0.0, "dni.ridge_use": "head", "dni.calibration_decay": 0.0, "dni.warmup_chars": 0,
+                "dni.ablation": "none",
                 "dni.fused": "auto",
                 "trainer.weight_decay": 0.0, "trainer.precision": "fp32", "trainer.compile": False,
                 "trainer.tf32": False, "trainer.on_nonfinite": "stop", "threads": None, "logger": None}
@@ -190,6 +196,9 @@ def validate(cfg) -> None:
                                     or cfg.dni.head_average > 0 or cfg.dni.fused == "on"):
         raise ConfigError("dni.ridge_decay fits a full-rank linear head by ridge regression: not with "
                           "dni.head_hidden_size, dni.head_rank, dni.head_average or dni.fused=on")
+    if cfg.dni.ridge_use != "head" and not cfg.dni.ridge_decay > 0:
+        raise ConfigError(f"dni.ridge_use={cfg.dni.ridge_use} says what the ridge solution is: set dni.ridge_decay > 0 "
+                          "with it")
     if not cfg.dni.calibration_decay < 1:
         raise ConfigError(f"dni.calibration_decay is a decay per window, below 1 (0: the SG is injected as "
                           f"predicted), got {cfg.dni.calibration_decay!r}")

@@ -8,7 +8,7 @@ import torch
 from torch import nn
 from torch.func import functional_call
 
-from .config import AVERAGE_USES
+from .config import AVERAGE_USES, RIDGE_USES
 
 
 
@@ -55,16 +55,23 @@ class SyntheticGradientHead(nn.Module):
         for name, parameter in self.named_parameters():
             self.register_buffer(self._average_of(name), parameter.detach().clone())
 
-    def keep_ridge(self, decay: float) -> None:
-        """Fit the head by ridge regression instead of Adam (`lmdni.boundary.regression_ridge`): keep the
-        exponentially forgotten (`decay` per window) sums of its inputs' outer products and of inputs times
-        targets, in float64 buffers (in the state dict, so a resumed run refits from the same sums)."""
+    def keep_ridge(self, decay: float, use: str = "head") -> None:
+        """Fit the head by ridge regression (`lmdni.boundary.regression_ridge`): keep the exponentially forgotten
+        (`decay` per window) sums of its inputs' outer products and of inputs times targets, in float64 buffers
+        (in the state dict, so a resumed run refits from the same sums). `use` (`RIDGE_USES`): "head", the solution
+        is the head (not stepped by Adam); "injection", the solution is kept beside the head, in buffers, and is
+        what the window injects and bootstraps from, while Adam trains the head for the aux head to predict."""
         if not self.is_linear:
             raise ValueError("a ridge-fitted SG head is full-rank linear (no hidden layers, no rank)")
-        self.ridge_decay = float(decay)
+        if use not in RIDGE_USES:
+            raise ValueError(f"the ridge solution's use must be one of {', '.join(RIDGE_USES)}, got {use!r}")
+        self.ridge_decay, self.ridge_use = float(decay), use
         width, out = self.output.in_features + 1, self.output.out_features  # + 1: the intercept
         self.register_buffer("ridge_gram", torch.zeros(width, width, dtype=torch.float64))
         self.register_buffer("ridge_cross", torch.zeros(width, out, dtype=torch.float64))
+        if use == "injection":  # zero, as the head starts: step 0 is plain TBPTT
+            self.register_buffer("ridge_weight", torch.zeros_like(self.output.weight))
+            self.register_buffer("ridge_bias", torch.zeros_like(self.output.bias))
 
     def keep_calibration(self, decay: float) -> None:
         """Inject the SG times its `gain` (`lmdni.boundary.update_calibration`): keep, in a float64 buffer, the
@@ -86,6 +93,22 @@ class SyntheticGradientHead(nn.Module):
     @property
     def fits_ridge(self) -> bool:
         return getattr(self, "ridge_decay", 0.0) > 0
+
+    @property
+    def ridge_injects(self) -> bool:
+        """The ridge solution is kept beside the Adam-trained head and injected (`keep_ridge`'s "injection")."""
+        return self.fits_ridge and self.ridge_use == "injection"
+
+    @property
+    def injects_other(self) -> bool:
+        """The window injects another weight set's SG than the head's own (its average's or a ridge solution's)."""
+        return self.injects_average or self.ridge_injects
+
+    def injected(self, state: torch.Tensor) -> torch.Tensor:
+        """The SG the window injects: the average's, the ridge solution's, or the head's own."""
+        if self.ridge_injects:
+            return nn.functional.linear(state, self.ridge_weight, self.ridge_bias)
+        return self.averaged(state) if self.injects_average else self(state)
 
     @staticmethod
     def _average_of(name: str) -> str:

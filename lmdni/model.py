@@ -67,7 +67,7 @@ class LSTMCore(nn.Module):
                  aux_head: bool = False, sg_input: str = "squashed", symbols: str = "embedding",
                  aux_in_target: bool = False, sg_rank: int = 0, lstm_kernel: str = "torch",
                  sg_average: float = 0.0, sg_ridge: float = 0.0, sg_calibration: float = 0.0,
-                 sg_average_use: str = "both"):
+                 sg_average_use: str = "both", sg_ridge_use: str = "head"):
         """`sg_hidden_size=None`: no synthetic-gradient head (plain TBPTT); 0: linear head; >0: MLP head.
         `sg_rank`: > 0 makes the head low-rank (state -> sg_rank -> state).
         `aux_head`: DNI+Aux, a second head predicting the next boundary's synthetic gradient from the start state.
@@ -82,7 +82,8 @@ class LSTMCore(nn.Module):
         decay per window, while the head itself is what the regression trains (`SyntheticGradientHead.keep_average`);
         `sg_average_use` says where the average stands in for the head: "both", "injection" or "target".
         `sg_ridge`: > 0 fits the (linear) head by ridge regression on its targets, forgotten at this decay per window,
-        instead of Adam (`SyntheticGradientHead.keep_ridge`).
+        instead of Adam (`SyntheticGradientHead.keep_ridge`); `sg_ridge_use="injection"` keeps the solution beside the
+        Adam-trained head and injects it.
         `sg_calibration`: > 0 injects the SG times its calibrated gain, its held-out predictions' least-squares fit
         to their targets over windows forgotten at this decay (`SyntheticGradientHead.keep_calibration`)."""
         super().__init__()
@@ -108,7 +109,7 @@ class LSTMCore(nn.Module):
         if self.synthetic_gradient is not None and sg_average > 0:
             self.synthetic_gradient.keep_average(sg_average, sg_average_use)
         if self.synthetic_gradient is not None and sg_ridge > 0:
-            self.synthetic_gradient.keep_ridge(sg_ridge)
+            self.synthetic_gradient.keep_ridge(sg_ridge, sg_ridge_use)
         if self.synthetic_gradient is not None and sg_calibration > 0:
             self.synthetic_gradient.keep_calibration(sg_calibration)
         # DNI+Aux: from the top layer's output at the window's first step, predict the SG that the window's end will
@@ -142,11 +143,10 @@ class LSTMCore(nn.Module):
 
     def injected_synthetic_gradient(self, state: torch.Tensor) -> torch.Tensor:
         """The SG a window injects for `state` (and bootstraps from), before `dni.scale`: the head's, or its
-        average's where the average is injected (`sg_average`), times its gain where it is calibrated
-        (`sg_calibration`)."""
+        average's where the average is injected (`sg_average`) or the ridge solution's where that is (`sg_ridge_use`),
+        times its gain where it is calibrated (`sg_calibration`)."""
         head = self.synthetic_gradient
-        features = self.head_input(state)
-        predicted = head.averaged(features) if head.injects_average else head(features)
+        predicted = head.injected(self.head_input(state))
         return predicted * head.gain if head.calibrates else predicted
 
     def forward(self, inputs: torch.Tensor, state: torch.Tensor, with_synthetic_gradient: bool = True) -> CoreOutput:
@@ -187,10 +187,9 @@ class LSTMCore(nn.Module):
         (a shared graph would make the regression's backward run over twice the rows, half of them zeros)."""
         final, head = unrolled.state, self.synthetic_gradient
         start_input = None
-        if head.keeps_average:  # two weight sets: the final state's SG is the injected one's, the start's the head's
-            with torch.no_grad():
-                final_input = self.head_input(final.detach())
-                final_sg = head.averaged(final_input) if head.injects_average else head(final_input)
+        if head.keeps_average or head.ridge_injects:  # two weight sets: the final state's SG is the injected one's,
+            with torch.no_grad():  # the start's the head's
+                final_sg = head.injected(self.head_input(final.detach()))
             if head.closed_form:
                 with torch.no_grad():
                     start_input = self.head_input(start.detach())

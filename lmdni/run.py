@@ -45,7 +45,8 @@ def build_model(cfg, vocab_size: int):
                     sg_input=cfg.dni.head_input, symbols=m.symbols, aux_in_target=bool(cfg.dni.aux_in_target),
                     sg_rank=int(cfg.dni.head_rank), lstm_kernel=m.lstm_kernel,
                     sg_average=float(cfg.dni.head_average), sg_ridge=float(cfg.dni.ridge_decay),
-                    sg_calibration=float(cfg.dni.calibration_decay), sg_average_use=str(cfg.dni.head_average_use))
+                    sg_calibration=float(cfg.dni.calibration_decay), sg_average_use=str(cfg.dni.head_average_use),
+                    sg_ridge_use=str(cfg.dni.ridge_use))
 
 
 def load_run(run_dir, which: str = "best", device: str = "auto"):

@@ -108,9 +108,10 @@ class TruncatedWindow:
         # variation is the auxiliary task's signal even where the gain is near 0
         injected = boundary.inject(final_sg * head.gain if head.calibrates else final_sg, ends_pass, warm)
         own_sg, difference = final_sg, None
-        if head.splits_average:  # the target is formed with the SG not injected: pull back the difference too
+        if head.splits_average or head.ridge_injects:  # the aux head predicts the head's own SG, not the injected
             target_sg, own_sg = self._other_synthetic_gradient(out.state, final_sg)
-            difference = boundary.inject(target_sg - final_sg, ends_pass, warm)
+            if head.splits_average:  # the target is formed with the SG not injected: pull back the difference too
+                difference = boundary.inject(target_sg - final_sg, ends_pass, warm)
         aux = extra = None
         if out.aux_prediction is not None:
             aux = boundary.aux_loss(out.aux_prediction, own_sg)
@@ -132,10 +133,12 @@ class TruncatedWindow:
 
     @torch.no_grad()
     def _other_synthetic_gradient(self, final_state, injected_sg):
-        """For a head whose average is injected or bootstraps, not both: (the final state's SG the target is
-        formed with, the head's own SG there, which the aux head predicts)."""
+        """For a head whose average is injected or bootstraps, not both, or whose ridge solution is injected: (the
+        final state's SG the target is formed with, the head's own SG there, which the aux head predicts)."""
         head = self.model.synthetic_gradient
         features = self.model.head_input(final_state.detach())
+        if head.ridge_injects:
+            return injected_sg, head(features)
         if head.average_use == "injection":
             own = head(features)
             return own, own

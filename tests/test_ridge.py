@@ -87,3 +87,60 @@ def test_what_a_ridge_head_cannot_be_is_one_line(tmp_path, tiny_trainer, extra):
     with pytest.raises(ConfigError) as info:
         tiny_trainer(tmp_path, "dni", extra)
     assert "\n" not in str(info.value) and "dni.ridge_decay" in str(info.value)
+
+
+def test_a_solution_beside_the_head_is_the_forgotten_ridge_solution_and_the_head_is_left_alone():
+    torch.manual_seed(2)
+    head = SyntheticGradientHead(6)
+    head.keep_ridge(0.5, "injection")
+    batches = [(torch.randn(10, 6), torch.randn(10, 6)) for _ in range(4)]
+    for x, y in batches:
+        regression_ridge(head(x).detach(), y, x, head)
+    weight, bias = _weighted_ridge(batches, 0.5)
+    torch.testing.assert_close(head.ridge_weight.double(), weight.float().double(), rtol=0, atol=1e-6)
+    torch.testing.assert_close(head.ridge_bias.double(), bias.float().double(), rtol=0, atol=1e-6)
+    assert head.output.weight.abs().sum() == 0 and head.output.bias.abs().sum() == 0  # the head: still its zero start
+    x = torch.randn(3, 6)
+    torch.testing.assert_close(head.injected(x), x @ head.ridge_weight.T + head.ridge_bias)
+
+
+def test_with_the_solution_injected_adam_trains_the_head_and_the_aux_head_predicts_it(tmp_path, tiny_trainer):
+    """`dni.ridge_use=injection`: the window injects (and bootstraps from) the solution; Adam still steps the head
+    on the same target, and the aux head's target is the head's own SG, not the injected one."""
+    trainer = _trainer(tmp_path, tiny_trainer, 0.8, "dni_aux", ["dni.ridge_use=injection", "dni.lr=0.05"])
+    model, head = trainer.model, trainer.model.synthetic_gradient
+    for _ in range(6):
+        trainer.train_window()
+    assert all(trainer.optimizer.state.get(p) for p in head.parameters())  # stepped by Adam
+    assert not torch.allclose(head.output.weight, head.ridge_weight)
+    g = torch.Generator().manual_seed(7)
+    inputs, targets = torch.randint(7, (3, 4), generator=g), torch.randint(7, (3, 4), generator=g)
+    start = torch.randn(4, model.state_size, generator=g)
+    captured = {}
+    backward = trainer.window.boundary.backward
+
+    def capture(loss_sum, n_tokens, final_state, injected, extra=None):
+        captured["injected"] = injected.detach().clone()
+        return backward(loss_sum, n_tokens, final_state, injected, extra)
+
+    trainer.window.boundary.backward = capture
+    weight, bias = head.ridge_weight.clone(), head.ridge_bias.clone()
+    result = trainer.window(inputs, targets, None, start, ends_pass=False)
+    with torch.no_grad():
+        out = model(inputs, start)
+        features = model.head_input(out.state)
+        solution = features @ weight.T + bias  # the solution before this window's refit
+        expected_aux = (out.aux_prediction - head(features)).pow(2).sum(1).mean()
+    torch.testing.assert_close(captured["injected"], 0.5 * solution)
+    torch.testing.assert_close(result.aux_loss, expected_aux)
+
+
+def test_resume_with_the_solution_injected_equals_straight(tmp_path, tiny_trainer):
+    assert_resume_equals_straight(lambda name: _trainer(tmp_path / name, tiny_trainer, 0.7, "dni_aux",
+                                                        ["dni.ridge_use=injection"]))
+
+
+def test_a_ridge_use_without_a_ridge_decay_is_one_line(tmp_path, tiny_trainer):
+    with pytest.raises(ConfigError) as info:
+        tiny_trainer(tmp_path, "dni", ["dni.ridge_use=injection"])
+    assert "\n" not in str(info.value) and "dni.ridge_decay" in str(info.value)
