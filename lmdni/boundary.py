@@ -151,6 +151,18 @@ def regression_closed_form(prediction, target, head_input, head, loss_weight: fl
 
 
 RIDGE_PENALTY = 0.01  # times the mean of the inputs' summed squares: a small ridge, enough to keep the solve sound
+# `dni.ridge_select`'s candidates, in the same units: each window injects the one whose solutions have predicted
+# the windows they had not seen best lately
+RIDGE_PENALTIES = (0.01, 0.1, 1.0, 10.0, 100.0)
+
+
+def _ridge_solution(head, penalty_scale: float) -> torch.Tensor:
+    """The ridge solution of the head's sums, (inputs + 1, outputs); on the device, without reading the scale back
+    to the host."""
+    penalty = (head.ridge_gram.diagonal()[:-1].mean() * penalty_scale + 1e-12).expand(len(head.ridge_gram)).clone()
+    penalty[-1] = 1e-12  # the intercept is not shrunk
+    factor = torch.linalg.cholesky(head.ridge_gram + torch.diag(penalty))
+    return torch.cholesky_solve(head.ridge_cross, factor)
 
 
 @torch.no_grad()
@@ -160,18 +172,27 @@ def regression_ridge(prediction, target, head_input, head) -> torch.Tensor:
     weights (or, where the solution is kept beside the head, `ridge_weight` and `ridge_bias`) become the ridge
     solution of all it has seen, weighted decay^age. Adam's steps jitter around what the head has learned
     (docs/results/probe); the solution does not. Returns the prediction's loss before the refit. Data-parallel
-    ranks add every rank's sums, so they all solve the same."""
+    ranks add every rank's sums, so they all solve the same.
+
+    With `dni.ridge_select` the penalty is chosen each window among `RIDGE_PENALTIES`: every candidate's last
+    solution is scored on this window's targets before they join the sums (held out), the squared errors are
+    forgotten at the same decay, and the candidate with the least is the one used. Where nothing is predictable
+    the largest penalty wins and the solution shrinks to the targets' mean."""
     loss = (prediction.detach() - target).pow(2).mean()
     x = torch.cat([head_input.detach(), torch.ones_like(head_input[:, :1])], 1).double()
+    if head.selects_penalty:
+        errors = (x.float() @ head.ridge_solutions - target.float()).pow(2).sum((1, 2)).double()
+        sum_over_ranks_(errors)
+        head.ridge_scores.mul_(head.ridge_decay).add_(errors)
     gram, cross = x.T @ x, x.T @ target.double()
     sum_over_ranks_(gram, cross)
     head.ridge_gram.mul_(head.ridge_decay).add_(gram)
     head.ridge_cross.mul_(head.ridge_decay).add_(cross)
-    # on the device, without reading the scale back to the host
-    penalty = (head.ridge_gram.diagonal()[:-1].mean() * RIDGE_PENALTY + 1e-12).expand(len(head.ridge_gram)).clone()
-    penalty[-1] = 1e-12  # the intercept is not shrunk
-    factor = torch.linalg.cholesky(head.ridge_gram + torch.diag(penalty))
-    solution = torch.cholesky_solve(head.ridge_cross, factor)  # (inputs + 1, outputs)
+    if head.selects_penalty:
+        head.ridge_solutions.copy_(torch.stack([_ridge_solution(head, scale) for scale in RIDGE_PENALTIES]))
+        solution = head.ridge_solutions[head.ridge_scores.argmin()]
+    else:
+        solution = _ridge_solution(head, RIDGE_PENALTY)
     weight, bias = (head.ridge_weight, head.ridge_bias) if head.ridge_injects else (head.output.weight,
                                                                                     head.output.bias)
     weight.copy_(solution[:-1].T)

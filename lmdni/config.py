@@ -75,7 +75,7 @@ TrainerSchema = _schema(
     tf32=bool)
 DNISchema = _schema(
     "DNISchema", scale=float, lr=float, head_input=str, head_hidden_size=int, head_num_layers=int,
-    head_rank=int, head_average=float, head_average_use=str, ridge_decay=float, ridge_use=str,
+    head_rank=int, head_average=float, head_average_use=str, ridge_decay=float, ridge_use=str, ridge_select=bool,
     calibration_decay=float, warmup_chars=int,
     aux_weight=float, aux_in_target=bool, ablation=str, fused=str)
 RunSchema = _schema("RunSchema", method=str, seed=int, device=str, threads=Optional[int], logger=Optional[str],
@@ -90,7 +90,8 @@ REMOVED = {"dni.loss_weight": "had no effect: the SG head has its own Adam, whic
 ABSENT_MEANT = {"model.name": "lstm", "model.symbols": "embedding", "model.lstm_kernel": "torch",
                 "dni.head_input": "squashed", "dni.aux_in_target": False, "dni.head_rank": 0, "dni.head_average": 0.0,
                 "dni.head_average_use": "both",
-                "dni.ridge_decay": 0.0, "dni.ridge_use": "head", "dni.calibration_decay": 0.0, "dni.warmup_chars": 0,
+                "dni.ridge_decay": 0.0, "dni.ridge_use": "head", "dni.ridge_select": False,
+                "dni.calibration_decay": 0.0, "dni.warmup_chars": 0,
                 "dni.ablation": "none",
                 "dni.fused": "auto",
                 "trainer.weight_decay": 0.0, "trainer.precision": "fp32", "trainer.compile": False,
@@ -166,7 +167,7 @@ def validate(cfg) -> None:
         if value not in allowed:
             options = " or ".join(allowed) if len(allowed) == 2 else "one of " + ", ".join(allowed)
             raise ConfigError(f"{key} must be {options}, got {value!r}")
-    for key in ("trainer.compile", "trainer.tf32", "dni.aux_in_target"):
+    for key in ("trainer.compile", "trainer.tf32", "dni.aux_in_target", "dni.ridge_select"):
         if not isinstance(OmegaConf.select(cfg, key), bool):
             raise ConfigError(f"{key} must be true or false, got {OmegaConf.select(cfg, key)!r}")
     if model == "lstm" and cfg.model.symbols not in ("embedding", "binary"):
@@ -199,6 +200,8 @@ def validate(cfg) -> None:
     if cfg.dni.ridge_use != "head" and not cfg.dni.ridge_decay > 0:
         raise ConfigError(f"dni.ridge_use={cfg.dni.ridge_use} says what the ridge solution is: set dni.ridge_decay > 0 "
                           "with it")
+    if cfg.dni.ridge_select and not cfg.dni.ridge_decay > 0:
+        raise ConfigError("dni.ridge_select=true chooses the ridge solution's penalty: set dni.ridge_decay > 0 with it")
     if not cfg.dni.calibration_decay < 1:
         raise ConfigError(f"dni.calibration_decay is a decay per window, below 1 (0: the SG is injected as "
                           f"predicted), got {cfg.dni.calibration_decay!r}")

@@ -8,6 +8,7 @@ import torch
 from torch import nn
 from torch.func import functional_call
 
+from .boundary import RIDGE_PENALTIES
 from .config import AVERAGE_USES, RIDGE_USES
 
 
@@ -55,12 +56,14 @@ class SyntheticGradientHead(nn.Module):
         for name, parameter in self.named_parameters():
             self.register_buffer(self._average_of(name), parameter.detach().clone())
 
-    def keep_ridge(self, decay: float, use: str = "head") -> None:
+    def keep_ridge(self, decay: float, use: str = "head", select: bool = False) -> None:
         """Fit the head by ridge regression (`lmdni.boundary.regression_ridge`): keep the exponentially forgotten
         (`decay` per window) sums of its inputs' outer products and of inputs times targets, in float64 buffers
         (in the state dict, so a resumed run refits from the same sums). `use` (`RIDGE_USES`): "head", the solution
         is the head (not stepped by Adam); "injection", the solution is kept beside the head, in buffers, and is
-        what the window injects and bootstraps from, while Adam trains the head for the aux head to predict."""
+        what the window injects and bootstraps from, while Adam trains the head for the aux head to predict.
+        `select`: choose the penalty each window by held-out error (`lmdni.boundary.RIDGE_PENALTIES`): keep every
+        candidate's solution and its forgotten sum of held-out squared errors, in buffers."""
         if not self.is_linear:
             raise ValueError("a ridge-fitted SG head is full-rank linear (no hidden layers, no rank)")
         if use not in RIDGE_USES:
@@ -69,6 +72,10 @@ class SyntheticGradientHead(nn.Module):
         width, out = self.output.in_features + 1, self.output.out_features  # + 1: the intercept
         self.register_buffer("ridge_gram", torch.zeros(width, width, dtype=torch.float64))
         self.register_buffer("ridge_cross", torch.zeros(width, out, dtype=torch.float64))
+        self.ridge_select = bool(select)
+        if select:
+            self.register_buffer("ridge_solutions", torch.zeros(len(RIDGE_PENALTIES), width, out))
+            self.register_buffer("ridge_scores", torch.zeros(len(RIDGE_PENALTIES), dtype=torch.float64))
         if use == "injection":  # zero, as the head starts: step 0 is plain TBPTT
             self.register_buffer("ridge_weight", torch.zeros_like(self.output.weight))
             self.register_buffer("ridge_bias", torch.zeros_like(self.output.bias))
@@ -93,6 +100,10 @@ class SyntheticGradientHead(nn.Module):
     @property
     def fits_ridge(self) -> bool:
         return getattr(self, "ridge_decay", 0.0) > 0
+
+    @property
+    def selects_penalty(self) -> bool:
+        return self.fits_ridge and self.ridge_select
 
     @property
     def ridge_injects(self) -> bool:

@@ -67,7 +67,7 @@ class LSTMCore(nn.Module):
                  aux_head: bool = False, sg_input: str = "squashed", symbols: str = "embedding",
                  aux_in_target: bool = False, sg_rank: int = 0, lstm_kernel: str = "torch",
                  sg_average: float = 0.0, sg_ridge: float = 0.0, sg_calibration: float = 0.0,
-                 sg_average_use: str = "both", sg_ridge_use: str = "head"):
+                 sg_average_use: str = "both", sg_ridge_use: str = "head", sg_ridge_select: bool = False):
         """`sg_hidden_size=None`: no synthetic-gradient head (plain TBPTT); 0: linear head; >0: MLP head.
         `sg_rank`: > 0 makes the head low-rank (state -> sg_rank -> state).
         `aux_head`: DNI+Aux, a second head predicting the next boundary's synthetic gradient from the start state.
@@ -83,7 +83,7 @@ class LSTMCore(nn.Module):
         `sg_average_use` says where the average stands in for the head: "both", "injection" or "target".
         `sg_ridge`: > 0 fits the (linear) head by ridge regression on its targets, forgotten at this decay per window,
         instead of Adam (`SyntheticGradientHead.keep_ridge`); `sg_ridge_use="injection"` keeps the solution beside the
-        Adam-trained head and injects it.
+        Adam-trained head and injects it; `sg_ridge_select` chooses its penalty by held-out error.
         `sg_calibration`: > 0 injects the SG times its calibrated gain, its held-out predictions' least-squares fit
         to their targets over windows forgotten at this decay (`SyntheticGradientHead.keep_calibration`)."""
         super().__init__()
@@ -109,7 +109,7 @@ class LSTMCore(nn.Module):
         if self.synthetic_gradient is not None and sg_average > 0:
             self.synthetic_gradient.keep_average(sg_average, sg_average_use)
         if self.synthetic_gradient is not None and sg_ridge > 0:
-            self.synthetic_gradient.keep_ridge(sg_ridge, sg_ridge_use)
+            self.synthetic_gradient.keep_ridge(sg_ridge, sg_ridge_use, sg_ridge_select)
         if self.synthetic_gradient is not None and sg_calibration > 0:
             self.synthetic_gradient.keep_calibration(sg_calibration)
         # DNI+Aux: from the top layer's output at the window's first step, predict the SG that the window's end will

@@ -46,7 +46,7 @@ def build_model(cfg, vocab_size: int):
                     sg_rank=int(cfg.dni.head_rank), lstm_kernel=m.lstm_kernel,
                     sg_average=float(cfg.dni.head_average), sg_ridge=float(cfg.dni.ridge_decay),
                     sg_calibration=float(cfg.dni.calibration_decay), sg_average_use=str(cfg.dni.head_average_use),
-                    sg_ridge_use=str(cfg.dni.ridge_use))
+                    sg_ridge_use=str(cfg.dni.ridge_use), sg_ridge_select=bool(cfg.dni.ridge_select))
 
 
 def load_run(run_dir, which: str = "best", device: str = "auto"):

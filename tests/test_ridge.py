@@ -3,7 +3,7 @@ target it has seen, forgotten at that decay per window."""
 import pytest
 import torch
 
-from lmdni.boundary import RIDGE_PENALTY, regression_ridge
+from lmdni.boundary import RIDGE_PENALTIES, RIDGE_PENALTY, regression_ridge
 from lmdni.errors import ConfigError
 
 from .conftest import assert_resume_equals_straight
@@ -14,7 +14,7 @@ def _trainer(tmp_path, tiny_trainer, decay, method="dni", extra=()):
     return tiny_trainer(tmp_path, method, [f"dni.ridge_decay={decay}", "dni.scale=0.5", *extra])
 
 
-def _weighted_ridge(batches, decay):
+def _weighted_ridge(batches, decay, penalty_scale=RIDGE_PENALTY):
     """The same solution written out: stacked rows weighted decay^age, the penalty on the weights only."""
     rows, targets, weights = [], [], []
     for age, (x, y) in enumerate(reversed(batches)):
@@ -23,7 +23,7 @@ def _weighted_ridge(batches, decay):
         weights.append(torch.full((len(x),), decay ** age, dtype=torch.float64))
     x, y, w = torch.cat(rows), torch.cat(targets), torch.cat(weights)
     gram = x.T @ (w[:, None] * x)
-    penalty = torch.full((x.shape[1],), RIDGE_PENALTY * gram.diagonal()[:-1].mean().item() + 1e-12,
+    penalty = torch.full((x.shape[1],), penalty_scale * gram.diagonal()[:-1].mean().item() + 1e-12,
                          dtype=torch.float64)
     penalty[-1] = 1e-12
     solution = torch.linalg.solve(gram + torch.diag(penalty), x.T @ (w[:, None] * y))
@@ -143,4 +143,54 @@ def test_resume_with_the_solution_injected_equals_straight(tmp_path, tiny_traine
 def test_a_ridge_use_without_a_ridge_decay_is_one_line(tmp_path, tiny_trainer):
     with pytest.raises(ConfigError) as info:
         tiny_trainer(tmp_path, "dni", ["dni.ridge_use=injection"])
+    assert "\n" not in str(info.value) and "dni.ridge_decay" in str(info.value)
+
+
+def test_the_selected_penalty_is_the_one_with_the_least_forgotten_held_out_error():
+    """Each candidate's solution from the windows before is scored on the next window's targets; the head is the
+    solution of the candidate whose scores, forgotten at the decay, sum least."""
+    torch.manual_seed(3)
+    head = SyntheticGradientHead(6)
+    head.keep_ridge(0.7, select=True)
+    true_map = torch.randn(6, 6) * 0.3
+    batches = []
+    for _ in range(6):
+        x = torch.randn(12, 6)
+        batches.append((x, x @ true_map.T + torch.randn(12, 6)))
+    scores = torch.zeros(len(RIDGE_PENALTIES), dtype=torch.float64)
+    for t, (x, y) in enumerate(batches):
+        regression_ridge(head(x).detach(), y, x, head)
+        for k, scale in enumerate(RIDGE_PENALTIES):
+            weight, bias = _weighted_ridge(batches[:t], 0.7, scale) if t else (torch.zeros(6, 6), torch.zeros(6))
+            error = (x.double() @ weight.double().T + bias.double() - y.double()).pow(2).sum()
+            scores[k] = 0.7 * scores[k] + error
+    torch.testing.assert_close(head.ridge_scores, scores, rtol=1e-4, atol=0)
+    best = int(scores.argmin())
+    weight, bias = _weighted_ridge(batches, 0.7, RIDGE_PENALTIES[best])
+    torch.testing.assert_close(head.output.weight.double(), weight.float().double(), rtol=0, atol=1e-5)
+    torch.testing.assert_close(head.output.bias.double(), bias.float().double(), rtol=0, atol=1e-5)
+
+
+@pytest.mark.parametrize("signal", [True, False])
+def test_selection_shrinks_noise_and_keeps_a_linear_map(signal):
+    torch.manual_seed(4)
+    head = SyntheticGradientHead(8)
+    head.keep_ridge(0.95, select=True)
+    true_map = torch.randn(8, 8)
+    for _ in range(60):
+        x = torch.randn(16, 8)
+        y = x @ true_map.T if signal else torch.randn(16, 8)
+        regression_ridge(head(x).detach(), y, x, head)
+    chosen = RIDGE_PENALTIES[int(head.ridge_scores.argmin())]
+    assert chosen == (RIDGE_PENALTIES[0] if signal else RIDGE_PENALTIES[-1])
+
+
+def test_resume_with_a_selected_penalty_equals_straight(tmp_path, tiny_trainer):
+    assert_resume_equals_straight(lambda name: _trainer(tmp_path / name, tiny_trainer, 0.7, "dni_aux",
+                                                        ["dni.ridge_use=injection", "dni.ridge_select=true"]))
+
+
+def test_selection_without_a_ridge_decay_is_one_line(tmp_path, tiny_trainer):
+    with pytest.raises(ConfigError) as info:
+        tiny_trainer(tmp_path, "dni", ["dni.ridge_select=true"])
     assert "\n" not in str(info.value) and "dni.ridge_decay" in str(info.value)

@@ -13,6 +13,7 @@ OTHER = {"scale": ["dni.scale=0.5"], "lr": ["dni.lr=0.05"], "head_input": ["dni.
          "head_average": ["dni.head_average=0.5"],
          "head_average_use": ["dni.head_average=0.5", "dni.head_average_use=injection"], "ridge_decay": ["dni.ridge_decay=0.9"],
          "ridge_use": ["dni.ridge_decay=0.9", "dni.ridge_use=injection"],
+         "ridge_select": ["dni.ridge_decay=0.9", "dni.ridge_select=true"],
          "calibration_decay": ["dni.calibration_decay=0.9"],
          "warmup_chars": ["dni.warmup_chars=1000000"], "aux_weight": ["dni.aux_weight=0.5"],
          "aux_in_target": ["dni.aux_in_target=true"], "ablation": ["dni.ablation=shuffle"], "fused": ["dni.fused=on"]}
