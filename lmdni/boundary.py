@@ -152,8 +152,8 @@ def regression_closed_form(prediction, target, head_input, head, loss_weight: fl
 
 RIDGE_PENALTY = 0.01  # times the mean of the inputs' summed squares: a small ridge, enough to keep the solve sound
 # `dni.ridge_select`'s candidates, in the same units: each window injects the one whose solutions have predicted
-# the windows they had not seen best lately
-RIDGE_PENALTIES = (0.01, 0.1, 1.0, 10.0, 100.0)
+# the windows they had not seen best lately. Largest first: before any evidence (ties) the most shrunk is used
+RIDGE_PENALTIES = (100.0, 10.0, 1.0, 0.1, 0.01)
 
 
 def _ridge_solution(head, penalty_scale: float) -> torch.Tensor:

@@ -182,7 +182,13 @@ def test_selection_shrinks_noise_and_keeps_a_linear_map(signal):
         y = x @ true_map.T if signal else torch.randn(16, 8)
         regression_ridge(head(x).detach(), y, x, head)
     chosen = RIDGE_PENALTIES[int(head.ridge_scores.argmin())]
-    assert chosen == (RIDGE_PENALTIES[0] if signal else RIDGE_PENALTIES[-1])
+    assert chosen == (min(RIDGE_PENALTIES) if signal else max(RIDGE_PENALTIES))
+
+
+def test_before_any_evidence_the_most_shrunk_solution_is_used():
+    head = SyntheticGradientHead(4)
+    head.keep_ridge(0.9, select=True)
+    assert RIDGE_PENALTIES[int(head.ridge_scores.argmin())] == max(RIDGE_PENALTIES)
 
 
 def test_resume_with_a_selected_penalty_equals_straight(tmp_path, tiny_trainer):
