@@ -12,7 +12,6 @@ from .boundary import RIDGE_PENALTIES
 from .config import AVERAGE_USES, RIDGE_USES
 
 
-
 def zero_linear(in_features: int, out_features: int) -> nn.Linear:
     """A linear layer whose weight and bias start at exactly zero: a prediction head that predicts nothing until it
     has learned (every SG and aux head's output layer)."""
@@ -109,11 +108,6 @@ class SyntheticGradientHead(nn.Module):
     def ridge_injects(self) -> bool:
         """The ridge solution is kept beside the Adam-trained head and injected (`keep_ridge`'s "injection")."""
         return self.fits_ridge and self.ridge_use == "injection"
-
-    @property
-    def injects_other(self) -> bool:
-        """The window injects another weight set's SG than the head's own (its average's or a ridge solution's)."""
-        return self.injects_average or self.ridge_injects
 
     def injected(self, state: torch.Tensor) -> torch.Tensor:
         """The SG the window injects: the average's, the ridge solution's, or the head's own."""
