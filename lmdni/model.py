@@ -32,6 +32,8 @@ class CoreOutput(NamedTuple):
     start_synthetic_gradient: torch.Tensor | None  # (B, state_size): the same prediction for the start state
     aux_prediction: torch.Tensor | None = None  # DNI+Aux: the next boundary's SG, predicted at the window's start
     start_head_input: torch.Tensor | None = None  # linear head: what it read for the start state (its regression)
+    final_head_input: torch.Tensor | None = None  # two weight sets (an average, a ridge solution beside the head):
+    # what they read for the final state, so the window need not form it again for the other set's SG
 
 
 class BinaryCode(nn.Module):
@@ -186,10 +188,11 @@ class LSTMCore(nn.Module):
         keeps the start state's graph for the autograd regression; its final-state prediction is made without one
         (a shared graph would make the regression's backward run over twice the rows, half of them zeros)."""
         final, head = unrolled.state, self.synthetic_gradient
-        start_input = None
+        start_input = final_input = None
         if head.keeps_average or head.ridge_injects:  # two weight sets: the final state's SG is the injected one's,
-            with torch.no_grad():  # the start's the head's
-                final_sg = head.injected(self.head_input(final.detach()))
+            with torch.no_grad():                       # the start state's the head's own
+                final_input = self.head_input(final.detach())
+                final_sg = head.injected(final_input)
             if head.closed_form:
                 with torch.no_grad():
                     start_input = self.head_input(start.detach())
@@ -209,4 +212,4 @@ class LSTMCore(nn.Module):
         if self.aux_synthetic_gradient is not None:
             first = unrolled.output[0] if self.aux_in_target else self.aux_input(unrolled.first_input, start)
             aux = self.aux_synthetic_gradient(first)
-        return CoreOutput(unrolled.logits, final, final_sg, start_sg, aux, start_input)
+        return CoreOutput(unrolled.logits, final, final_sg, start_sg, aux, start_input, final_input)

@@ -109,7 +109,7 @@ class TruncatedWindow:
         injected = boundary.inject(final_sg * head.gain if head.calibrates else final_sg, ends_pass, warm)
         own_sg, difference = final_sg, None
         if head.splits_average or head.ridge_injects:  # the aux head predicts the head's own SG, not the injected
-            target_sg, own_sg = self._other_synthetic_gradient(out.state, final_sg)
+            target_sg, own_sg = self._other_synthetic_gradient(out.final_head_input, final_sg)
             if head.splits_average:  # the target is formed with the SG not injected: pull back the difference too
                 difference = boundary.inject(target_sg - final_sg, ends_pass, warm)
         aux = extra = None
@@ -132,11 +132,11 @@ class TruncatedWindow:
                             None if aux is None else aux.detach(), cosine)
 
     @torch.no_grad()
-    def _other_synthetic_gradient(self, final_state, injected_sg):
-        """For a head whose average is injected or bootstraps, not both, or whose ridge solution is injected: (the
-        final state's SG the target is formed with, the head's own SG there, which the aux head predicts)."""
+    def _other_synthetic_gradient(self, features, injected_sg):
+        """For a head whose average is injected or bootstraps, not both, or whose ridge solution is injected, given
+        what it read for the final state: (the final state's SG the target is formed with, the head's own SG there,
+        which the aux head predicts)."""
         head = self.model.synthetic_gradient
-        features = self.model.head_input(final_state.detach())
         if head.ridge_injects:
             return injected_sg, head(features)
         if head.average_use == "injection":
